@@ -1,0 +1,119 @@
+//! Creating the listening socket: lines 9 to 12 of every Python example.
+
+use std::io::{self, Write};
+use std::net::TcpListener;
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::args::ServerArgs;
+
+// ANCHOR: listen
+/// Creates, binds and opens a listening TCP socket, then prints
+/// `listening on IP:PORT` (the real port when `--addr` asked for port 0).
+pub fn listen(args: &ServerArgs) -> anyhow::Result<TcpListener> {
+    let addr = args.addr;
+    // socket(2): a new TCP endpoint, not yet bound to any address. socket2
+    // opens it with SOCK_CLOEXEC so it is not inherited by child programs.
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .context("cannot create a TCP socket")?;
+
+    // SO_REUSEADDR lets bind(2) succeed while connections of a previous run
+    // of the server linger in TIME_WAIT, so a restarted server binds at once.
+    socket
+        .set_reuse_address(true)
+        .context("cannot set SO_REUSEADDR")?;
+
+    // bind(2): claim the address and port.
+    socket
+        .bind(&addr.into())
+        .map_err(|err| explain_bind_error(err, &addr.to_string()))?;
+
+    // listen(2): from now on the kernel completes TCP handshakes on this port
+    // by itself and queues the new connections, up to `backlog` of them,
+    // until the program takes them with accept(2).
+    socket
+        .listen(args.backlog)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+
+    let listener = TcpListener::from(socket);
+    let local = listener.local_addr().context("cannot read the bound address")?;
+    // Scripts and tests read this line to learn the port.
+    let _ = writeln!(io::stdout().lock(), "listening on {local}");
+    Ok(listener)
+}
+// ANCHOR_END: listen
+
+/// Turns a failed bind into a message that says what to do about it.
+fn explain_bind_error(err: io::Error, addr: &str) -> anyhow::Error {
+    let hint = match err.kind() {
+        io::ErrorKind::AddrInUse => {
+            "the port is in use: another server (perhaps another example) is \
+             listening on it; stop that one, or choose another port with \
+             --addr 127.0.0.1:PORT (port 0 picks a free one)"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "permission denied: ports below 1024 need root or \
+             CAP_NET_BIND_SERVICE; choose a port above 1023"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "no network interface of this machine has that address; use \
+             127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        }
+        _ => "bind(2) failed",
+    };
+    anyhow::Error::new(err).context(format!("cannot listen on {addr}: {hint}"))
+}
+
+/// True when accept(2) failed because the process or the system ran out of
+/// file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+///
+/// The pending connection then stays in the kernel's queue and the listening
+/// socket stays readable, so a level-triggered server that simply retries
+/// spins at 100% CPU. The epoll examples stop watching the listener for a
+/// moment instead, and try again after a connection has closed or 100 ms
+/// have passed. Any other accept error (ECONNABORTED: the client gave up
+/// before we took its connection) concerns one connection only: skip it.
+pub fn is_out_of_descriptors(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOBUFS | nix::libc::ENOMEM)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(addr: &str) -> ServerArgs {
+        ServerArgs {
+            addr: addr.parse().unwrap(),
+            backlog: 16,
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn port_zero_gets_a_real_port() {
+        let listener = listen(&args("127.0.0.1:0")).unwrap();
+        assert_ne!(listener.local_addr().unwrap().port(), 0);
+    }
+
+    #[test]
+    fn port_in_use_is_explained() {
+        let first = listen(&args("127.0.0.1:0")).unwrap();
+        let taken = first.local_addr().unwrap().to_string();
+        let err = listen(&args(&taken)).unwrap_err();
+        assert!(format!("{err:#}").contains("the port is in use"), "{err:#}");
+    }
+
+    #[test]
+    fn out_of_descriptors_is_recognised() {
+        assert!(is_out_of_descriptors(&io::Error::from_raw_os_error(
+            nix::libc::EMFILE
+        )));
+        assert!(!is_out_of_descriptors(&io::Error::from_raw_os_error(
+            nix::libc::ECONNABORTED
+        )));
+    }
+}

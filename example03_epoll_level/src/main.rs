@@ -1,0 +1,248 @@
+//! Example 3: non-blocking sockets and level-triggered epoll.
+//!
+//! One thread serves every client. No call waits for one client: sockets are
+//! non-blocking, and the only place the program sleeps is epoll_wait(2),
+//! which returns when any watched socket is ready. A client that connects and
+//! says nothing costs a map entry, not the whole server.
+//!
+//! Run it with `cargo run -p example03_epoll_level`, then `curl
+//! http://127.0.0.1:8080/`. Add `-- --trace` to see every event epoll reports.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+
+use clap::Parser;
+use common::{EpollArgs, PendingResponse, Progress, RequestBuffer};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+/// Example 3 of the epoll HOWTO: serve many clients from one thread with
+/// level-triggered epoll. Stop it with Ctrl-C.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    epoll: EpollArgs,
+}
+
+// ANCHOR: connection
+/// What the server holds for one client.
+///
+/// The Python keeps three dicts keyed by file descriptor (`connections`,
+/// `requests`, `responses`) and, on hang-up, deletes from only the first: the
+/// other two grow with every client ever served. One map of this struct
+/// cannot forget a part: removing the entry drops the socket (closing it),
+/// the request and the response together.
+struct Connection {
+    stream: TcpStream,
+    request: RequestBuffer,
+    response: PendingResponse,
+}
+// ANCHOR_END: connection
+
+/// How long (ms) to stop accepting after accept(2) ran out of descriptors.
+const ACCEPT_PAUSE_MS: u16 = 100;
+
+// ANCHOR: main
+fn main() -> common::MainResult {
+    let args = Args::parse();
+    let listener = common::listen(&args.epoll.server)?;
+    // O_NONBLOCK: accept(2) on this socket now fails with EAGAIN
+    // (io::ErrorKind::WouldBlock) instead of waiting for a client.
+    listener.set_nonblocking(true)?;
+    // epoll tells us which file descriptor is ready by returning the 64-bit
+    // token we registered it with. Like the Python, we use the fd number.
+    let listener_token = token_of(&listener);
+
+    // epoll_create1(2): a new epoll instance, itself a file descriptor. It
+    // holds the interest list (what we watch) and the ready list (what the
+    // kernel has found ready since we last asked).
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    // epoll_ctl(EPOLL_CTL_ADD): watch the listener for EPOLLIN, which on a
+    // listening socket means "a connection is waiting in the accept queue".
+    epoll.add(
+        &listener,
+        EpollEvent::new(EpollFlags::EPOLLIN, listener_token),
+    )?;
+
+    let mut connections: HashMap<u64, Connection> = HashMap::new();
+    let mut events = [EpollEvent::empty(); 64];
+    let mut accept_paused = false;
+    loop {
+        // epoll_wait(2): sleep until at least one watched fd is ready, and
+        // fill `events` with up to 64 of them. A signal interrupts the wait
+        // with EINTR, which nix returns as an error: just wait again.
+        let timeout = if accept_paused { ACCEPT_PAUSE_MS.into() } else { EpollTimeout::NONE };
+        let ready = match epoll.wait(&mut events, timeout) {
+            Ok(ready) => ready,
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(err.into()),
+        };
+        if accept_paused {
+            // Watch the listener again; if descriptors are still short, the
+            // next accept fails and pauses again, at most once per wakeup.
+            let mut interest = EpollEvent::new(EpollFlags::EPOLLIN, listener_token);
+            epoll.modify(&listener, &mut interest)?;
+            accept_paused = false;
+        }
+
+        for event in &events[..ready] {
+            let (token, flags) = (event.data(), event.events());
+            if args.epoll.trace {
+                common::trace_event(token, flags.bits() as u32);
+            }
+
+            if token == listener_token {
+                // Level-triggered: one accept per event. If more clients are
+                // queued, the listener is still readable and the next
+                // epoll_wait reports it again.
+                match listener.accept() {
+                    Ok((stream, _address)) => register(&epoll, &mut connections, stream),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(err) if common::is_out_of_descriptors(&err) => {
+                        // The waiting connection stays queued and the listener
+                        // stays readable: retrying now would spin. Stop
+                        // watching it until the next wakeup (see above).
+                        let mut no_interest = EpollEvent::new(EpollFlags::empty(), listener_token);
+                        epoll.modify(&listener, &mut no_interest)?;
+                        accept_paused = true;
+                    }
+                    Err(err) => common::warn(format_args!("accept failed: {err}")),
+                }
+                continue;
+            }
+
+            let Some(connection) = connections.get_mut(&token) else {
+                continue;
+            };
+            let outcome = if flags.contains(EpollFlags::EPOLLIN) {
+                on_readable(&epoll, token, connection, args.epoll.server.quiet)
+            } else if flags.contains(EpollFlags::EPOLLOUT) {
+                on_writable(&epoll, token, connection)
+            } else {
+                // EPOLLHUP or EPOLLERR: the kernel reports these whatever we
+                // asked for. After our shutdown (below) it is EPOLLHUP.
+                Err(io::ErrorKind::ConnectionAborted.into())
+            };
+            if outcome.is_err() {
+                close(&epoll, &mut connections, token);
+            }
+        }
+    }
+}
+// ANCHOR_END: main
+
+/// The epoll token of a socket: its file descriptor number.
+fn token_of(socket: &impl AsRawFd) -> u64 {
+    socket.as_raw_fd() as u64
+}
+
+// ANCHOR: register
+/// Makes a newly accepted connection non-blocking and starts watching it.
+fn register(epoll: &Epoll, connections: &mut HashMap<u64, Connection>, stream: TcpStream) {
+    let token = token_of(&stream);
+    let watched = stream.set_nonblocking(true).and_then(|()| {
+        // Watch for EPOLLIN: bytes of the request have arrived (or the
+        // client closed, which reads as 0 bytes).
+        let interest = EpollEvent::new(EpollFlags::EPOLLIN, token);
+        epoll.add(&stream, interest).map_err(io::Error::from)
+    });
+    match watched {
+        Ok(()) => {
+            let connection = Connection {
+                stream,
+                request: RequestBuffer::new(),
+                response: PendingResponse::whole(),
+            };
+            connections.insert(token, connection);
+        }
+        // Dropping the stream closes it: the client sees its connection end.
+        Err(err) => common::warn(format_args!("cannot watch a new connection: {err}")),
+    }
+}
+// ANCHOR_END: register
+
+// ANCHOR: readable
+/// EPOLLIN: read what has arrived, once. An error means "close this client".
+fn on_readable(
+    epoll: &Epoll,
+    token: u64,
+    connection: &mut Connection,
+    quiet: bool,
+) -> io::Result<()> {
+    let mut buffer = [0u8; 1024];
+    let n = match connection.stream.read(&mut buffer) {
+        // 0 bytes: the client closed its side before its request was
+        // complete. With level-triggered epoll this event repeats for ever;
+        // the Python appends b'' and spins. We give up on the client.
+        Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(n) => n,
+        // A spurious wakeup: nothing to read after all. Wait again.
+        Err(err) if is_transient(&err) => return Ok(()),
+        // ECONNRESET and friends.
+        Err(err) => return Err(err),
+    };
+    match connection.request.push(&buffer[..n]) {
+        // Level-triggered: if more bytes are waiting, epoll_wait reports
+        // this socket again straight away.
+        Progress::Incomplete => return Ok(()),
+        Progress::Complete => {
+            if !quiet {
+                common::print_request(&connection.request);
+            }
+        }
+        Progress::TooLarge => connection.response = PendingResponse::too_large(),
+    }
+    // epoll_ctl(EPOLL_CTL_MOD): stop watching for EPOLLIN, watch for
+    // EPOLLOUT, which reports "the send buffer has room".
+    let mut interest = EpollEvent::new(EpollFlags::EPOLLOUT, token);
+    epoll.modify(&connection.stream, &mut interest)?;
+    Ok(())
+}
+// ANCHOR_END: readable
+
+// ANCHOR: writable
+/// EPOLLOUT: send what the kernel will take, once.
+fn on_writable(epoll: &Epoll, token: u64, connection: &mut Connection) -> io::Result<()> {
+    match connection.stream.write(connection.response.unsent()) {
+        Ok(n) => connection.response.advance(n),
+        Err(err) if is_transient(&err) => return Ok(()),
+        // EPIPE or ECONNRESET: the client has gone.
+        Err(err) => return Err(err),
+    }
+    if connection.response.is_done() {
+        // Watch for nothing more (the kernel still reports EPOLLHUP and
+        // EPOLLERR) and shut both directions down: the kernel sends FIN
+        // after the response. Both directions shut means EPOLLHUP, and that
+        // event closes the socket in `main`.
+        let mut interest = EpollEvent::new(EpollFlags::empty(), token);
+        epoll.modify(&connection.stream, &mut interest)?;
+        connection.stream.shutdown(Shutdown::Both)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: writable
+
+// ANCHOR: close
+/// Forgets a client: stop watching its socket, then close it.
+fn close(epoll: &Epoll, connections: &mut HashMap<u64, Connection>, token: u64) {
+    if let Some(connection) = connections.remove(&token) {
+        // epoll_ctl(EPOLL_CTL_DEL). Closing the fd would also remove it from
+        // the interest list, but only if no other fd refers to the same
+        // socket: saying so explicitly is always right.
+        let _ = epoll.delete(&connection.stream);
+        // `connection` is dropped here: close(2), exactly once.
+    }
+}
+// ANCHOR_END: close
+
+/// EAGAIN (nothing to do now) or EINTR (a signal arrived): try later.
+fn is_transient(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
