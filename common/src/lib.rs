@@ -8,6 +8,7 @@
 //! | [`failure`] | the error that stops a server, shown on one line |
 //! | [`listen`](mod@listen) | the listening socket: socket, SO_REUSEADDR, bind, listen |
 //! | [`flags`] | names for epoll's event bits, for `--trace` |
+//! | [`signals`] | a signalfd for SIGINT and SIGTERM, so the epoll loop can stop cleanly |
 //! | [`output`] | printing requests and trace lines without dying on a closed pipe |
 //!
 //! A note on SIGPIPE: writing to a socket whose peer has gone raises SIGPIPE,
@@ -28,6 +29,7 @@ pub mod listen;
 pub mod output;
 pub mod request;
 pub mod response;
+pub mod signals;
 
 pub use args::{EpollArgs, ServerArgs};
 pub use failure::{Failure, MainResult};
@@ -36,3 +38,4 @@ pub use listen::{is_out_of_descriptors, listen};
 pub use output::{print_request, trace_event, warn};
 pub use request::{MAX_REQUEST_BYTES, Progress, RequestBuffer};
 pub use response::{PendingResponse, RESPONSE};
+pub use signals::stop_signals;

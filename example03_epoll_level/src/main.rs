@@ -19,7 +19,8 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 /// Example 3 of the epoll HOWTO: serve many clients from one thread with
-/// level-triggered epoll. Stop it with Ctrl-C.
+/// level-triggered epoll. Stop it with Ctrl-C (SIGINT) or SIGTERM: it
+/// closes its sockets and exits with status 0.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -67,6 +68,12 @@ fn main() -> common::MainResult {
         EpollEvent::new(EpollFlags::EPOLLIN, listener_token),
     )?;
 
+    // SIGINT and SIGTERM arrive as a readable file descriptor (signalfd),
+    // so stopping is one more event in the same loop. See common::signals.
+    let stop = common::stop_signals()?;
+    let stop_token = token_of(&stop);
+    epoll.add(&stop, EpollEvent::new(EpollFlags::EPOLLIN, stop_token))?;
+
     let mut connections: HashMap<u64, Connection> = HashMap::new();
     let mut events = [EpollEvent::empty(); 64];
     let mut accept_paused = false;
@@ -94,6 +101,12 @@ fn main() -> common::MainResult {
                 common::trace_event(token, flags.bits() as u32);
             }
 
+            if token == stop_token {
+                // Returning drops the connections, the epoll instance and
+                // the listener: every fd is closed, as the Python's
+                // `finally` blocks do.
+                return Ok(());
+            }
             if token == listener_token {
                 // Level-triggered: one accept per event. If more clients are
                 // queued, the listener is still readable and the next
