@@ -38,4 +38,4 @@ pub use listen::{is_out_of_descriptors, listen};
 pub use output::{print_request, trace_event, warn};
 pub use request::{MAX_REQUEST_BYTES, Progress, RequestBuffer};
 pub use response::{PendingResponse, RESPONSE};
-pub use signals::stop_signals;
+pub use signals::{exit_on_stop_signals, stop_signals};

@@ -10,6 +10,11 @@
 //!
 //! (A self-pipe, written by a signal handler and read by the loop, is the
 //! portable version of the same idea; signalfd needs no handler at all.)
+//!
+//! The blocking servers (examples 1 and 2) have no loop to watch a second
+//! fd: they sit in accept(2) or read(2). For them a small thread waits for
+//! the signal with sigwait(2) and ends the process with status 0; the kernel
+//! closes every fd of an exiting process, the listener included.
 
 use std::io;
 
@@ -23,12 +28,37 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 /// the process, and a pending signal is exactly what signalfd reports. Call
 /// this before spawning threads, which inherit the blocked set.
 pub fn stop_signals() -> io::Result<SignalFd> {
-    let mut stop = SigSet::empty();
-    stop.add(Signal::SIGINT);
-    stop.add(Signal::SIGTERM);
+    let stop = stop_set();
     stop.thread_block()?;
     let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
     Ok(SignalFd::with_flags(&stop, flags)?)
+}
+
+/// For the blocking servers: blocks SIGINT and SIGTERM and starts a thread
+/// that waits for either and then exits the process with status 0.
+///
+/// Call it first in `main`, before any other thread exists, so that every
+/// thread has the signals blocked and only the waiting thread takes them.
+pub fn exit_on_stop_signals() -> io::Result<()> {
+    let stop = stop_set();
+    stop.thread_block()?;
+    std::thread::Builder::new()
+        .name("stop".into())
+        .spawn(move || {
+            // sigwait(3): sleep until one of the blocked signals is pending,
+            // and take it. std::process::exit flushes stdout first.
+            if stop.wait().is_ok() {
+                std::process::exit(0);
+            }
+        })?;
+    Ok(())
+}
+
+fn stop_set() -> SigSet {
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    stop
 }
 
 #[cfg(test)]

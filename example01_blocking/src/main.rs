@@ -14,6 +14,7 @@ use clap::Parser;
 use common::{PendingResponse, Progress, RequestBuffer, ServerArgs};
 
 /// Example 1 of the epoll HOWTO: answer one HTTP request, then exit.
+/// Ctrl-C (SIGINT) or SIGTERM stops it sooner, with exit status 0.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -24,6 +25,8 @@ struct Args {
 // ANCHOR: main
 fn main() -> common::MainResult {
     let args = Args::parse();
+    // Ctrl-C (SIGINT) or SIGTERM ends the server with status 0.
+    common::exit_on_stop_signals()?;
     let listener = common::listen(&args.server)?;
 
     // accept(2) blocks until a client's connection is in the queue, then

@@ -15,7 +15,7 @@ use clap::Parser;
 use common::{PendingResponse, Progress, RequestBuffer, ServerArgs};
 
 /// Example 2 of the epoll HOWTO: answer HTTP requests one client at a time,
-/// forever. Stop it with Ctrl-C.
+/// forever. Stop it with Ctrl-C (SIGINT) or SIGTERM: it exits with status 0.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -26,6 +26,8 @@ struct Args {
 // ANCHOR: main
 fn main() -> common::MainResult {
     let args = Args::parse();
+    // Ctrl-C (SIGINT) or SIGTERM ends the server with status 0.
+    common::exit_on_stop_signals()?;
     let listener = common::listen(&args.server)?;
 
     loop {
@@ -48,8 +50,8 @@ fn main() -> common::MainResult {
             common::warn(format_args!("connection dropped: {err}"));
         }
     }
-    // The listener would be closed when it goes out of scope; this loop never
-    // ends, and the kernel closes it when the process exits.
+    // This loop never ends. Ctrl-C or SIGTERM ends the process (see
+    // common::signals), and the kernel closes the listener as it exits.
 }
 // ANCHOR_END: main
 

@@ -1,1 +1,34 @@
+//! The harness the integration tests share: build an example binary, start
+//! it on a free loopback port, talk to it, look at it through /proc, and
+//! kill it when the test ends, pass or fail.
+//!
+//! | module | holds |
+//! | --- | --- |
+//! | [`binaries`] | building the example binaries, so a clean `cargo test` works |
+//! | [`server`] | a running server: its port, its output, its fate |
+//! | [`client`] | requests, and the kernel's TCP_INFO counters for a socket |
+//! | [`process`] | what /proc says about a server: fds, threads, memory, CPU |
+//! | [`wait`] | bounded polling, for what has no readiness signal |
 
+pub mod binaries;
+pub mod client;
+pub mod process;
+pub mod server;
+pub mod wait;
+
+pub use binaries::binary;
+pub use client::{GET, RESPONSE, connect, exchange, request, tcp_info};
+pub use server::Server;
+pub use wait::wait_until;
+
+/// The servers that answer the tutorial's request with its response, and
+/// serve clients concurrently (all but 01 and 02, which take one at a time).
+pub const CONCURRENT_SERVERS: &[&str] = &[
+    "example03_epoll_level",
+    "example04_epoll_edge",
+    "example05_cork",
+    "example06_nodelay",
+];
+
+/// The blocking servers of steps 1 and 2.
+pub const BLOCKING_SERVERS: &[&str] = &["example01_blocking", "example02_loop"];

@@ -1,0 +1,62 @@
+//! The client side: requests, responses, and TCP_INFO.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// The tutorial's request, as curl would send it in its shortest form.
+pub const GET: &[u8] = b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+
+/// The tutorial's response, byte for byte: what every example must send.
+pub const RESPONSE: &[u8] = b"HTTP/1.0 200 OK\r\n\
+Date: Mon, 1 Jan 1996 01:01:01 GMT\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 13\r\n\
+\r\n\
+Hello, world!";
+
+/// How long a client waits for a server before the test fails: long
+/// enough for a loaded 2-core machine, short enough to end a hung test.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Connects to `addr` with read and write timeouts of [`PATIENCE`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Sends `bytes` on a connection and reads until the server closes.
+pub fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    stream.write_all(bytes)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response)
+}
+
+/// One request on a new connection; the response up to the server's close.
+pub fn request(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    exchange(&mut connect(addr), bytes).unwrap_or_else(|err| panic!("request to {addr}: {err}"))
+}
+
+/// The kernel's TCP_INFO for a socket (tcp(7)): segment counters, RTT,
+/// retransmissions.
+pub fn tcp_info(stream: &TcpStream) -> libc::tcp_info {
+    // SAFETY: tcp_info is plain integers, so all-zero is a valid value;
+    // getsockopt writes at most `len` bytes into it and reports how many.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        );
+        assert_eq!(rc, 0, "getsockopt(TCP_INFO): {}", std::io::Error::last_os_error());
+        info
+    }
+}

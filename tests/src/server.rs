@@ -1,0 +1,185 @@
+//! A server under test: started on a free port, its output collected, and
+//! killed when the test ends.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::process;
+
+/// How long a server may take to print its `listening on` line: building is
+/// done before the clock starts, so this is start-up alone, on a busy box.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// A running example binary. Dropping it kills the process (SIGKILL) and
+/// reaps it, so no server outlives its test, whether it passed or panicked.
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stdout: Arc<Output>,
+    stderr: Arc<Output>,
+}
+
+impl Server {
+    /// Builds (if needed) and starts binary `name` with `args` plus
+    /// `--addr 127.0.0.1:0`, and waits for its `listening on` line.
+    pub fn start(name: &str, args: &[&str]) -> Server {
+        Server::start_with(name, args, |_| {})
+    }
+
+    /// Like [`start`](Self::start), with a chance to change the command
+    /// first (environment, resource limits in `pre_exec`).
+    pub fn start_with(name: &str, args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+        let mut command = Command::new(crate::binary(name));
+        command
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+
+        let stderr = Output::drain(child.stderr.take().unwrap());
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let stdout = Arc::new(Output::default());
+        let collected = Arc::clone(&stdout);
+        let pipe = child.stdout.take().unwrap();
+        thread::spawn(move || read_startup_then_drain(pipe, addr_tx, &collected));
+
+        let mut server = Server { child, addr: "0.0.0.0:0".parse().unwrap(), stdout, stderr };
+        match addr_rx.recv_timeout(STARTUP) {
+            Ok(Some(addr)) => server.addr = addr,
+            _ => panic!(
+                "{name} did not print `listening on ADDR` within {STARTUP:?}; stderr:\n{}",
+                server.stderr()
+            ),
+        }
+        server
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the server printed to stdout after its startup line.
+    pub fn stdout(&self) -> String {
+        self.stdout.text()
+    }
+
+    /// Everything the server printed to stderr.
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Waits until the stdout collected so far satisfies `done`.
+    pub fn wait_for_stdout(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        self.stdout.wait_for(timeout, done)
+    }
+
+    /// Waits until the stderr collected so far satisfies `done`.
+    pub fn wait_for_stderr(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        self.stderr.wait_for(timeout, done)
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn fd_count(&self) -> usize {
+        process::fd_count(self.pid())
+    }
+
+    /// Sends a signal (libc::SIGINT, SIGTERM, ...) to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with our own child's pid; the child is not yet
+        // reaped (we hold it), so the pid cannot have been reused.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the server to exit by itself, polling its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the first line, reports the address it names (or None), then keeps
+/// reading so the server never writes into a full pipe, or a closed one.
+fn read_startup_then_drain(
+    pipe: ChildStdout,
+    addr_tx: mpsc::Sender<Option<SocketAddr>>,
+    output: &Output,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
+    let _ = addr_tx.send(addr);
+    output.collect(reader);
+}
+
+/// Bytes from a child's pipe, and a way to wait for what they say.
+#[derive(Default)]
+struct Output {
+    bytes: Mutex<Vec<u8>>,
+    grew: Condvar,
+}
+
+impl Output {
+    fn drain(pipe: impl Read + Send + 'static) -> Arc<Output> {
+        let output = Arc::new(Output::default());
+        let collected = Arc::clone(&output);
+        thread::spawn(move || collected.collect(pipe));
+        output
+    }
+
+    fn collect(&self, mut pipe: impl Read) {
+        let mut buffer = [0u8; 8192];
+        while let Ok(n @ 1..) = pipe.read(&mut buffer) {
+            self.bytes.lock().unwrap().extend_from_slice(&buffer[..n]);
+            self.grew.notify_all();
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+
+    fn wait_for(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut bytes = self.bytes.lock().unwrap();
+        loop {
+            if done(&String::from_utf8_lossy(&bytes)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            bytes = self.grew.wait_timeout(bytes, left).unwrap().0;
+        }
+    }
+}
