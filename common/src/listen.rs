@@ -37,7 +37,9 @@ pub fn listen(args: &ServerArgs) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr}"))?;
 
     let listener = TcpListener::from(socket);
-    let local = listener.local_addr().context("cannot read the bound address")?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     // Scripts and tests read this line to learn the port.
     let _ = writeln!(io::stdout().lock(), "listening on {local}");
     Ok(listener)

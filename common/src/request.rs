@@ -184,8 +184,7 @@ mod tests {
         for input in [&b"GET / HTTP/1.0\r\nA: b\r\n\r\n"[..], b"GET /\nA: b\n\n"] {
             for a in 0..=input.len() {
                 for b in a..=input.len() {
-                    let (request, progress) =
-                        push_all(&[&input[..a], &input[a..b], &input[b..]]);
+                    let (request, progress) = push_all(&[&input[..a], &input[a..b], &input[b..]]);
                     assert_eq!(progress, Progress::Complete, "split at {a}, {b}");
                     assert_eq!(request.len(), input.len());
                 }

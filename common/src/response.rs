@@ -134,7 +134,10 @@ mod tests {
 
     #[test]
     fn whole_is_one_send_when_the_kernel_takes_everything() {
-        assert_eq!(drain(PendingResponse::whole(), usize::MAX), (RESPONSE.to_vec(), 1));
+        assert_eq!(
+            drain(PendingResponse::whole(), usize::MAX),
+            (RESPONSE.to_vec(), 1)
+        );
     }
 
     #[test]

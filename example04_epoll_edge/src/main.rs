@@ -83,7 +83,11 @@ fn main() -> common::MainResult {
         // epoll_wait(2): sleep until at least one watched fd is ready, and
         // fill `events` with up to 64 of them. A signal interrupts the wait
         // with EINTR, which nix returns as an error: just wait again.
-        let timeout = if accept_paused { ACCEPT_PAUSE_MS.into() } else { EpollTimeout::NONE };
+        let timeout = if accept_paused {
+            ACCEPT_PAUSE_MS.into()
+        } else {
+            EpollTimeout::NONE
+        };
         let ready = match epoll.wait(&mut events, timeout) {
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,
@@ -124,7 +128,8 @@ fn main() -> common::MainResult {
                             // it: stop watching the listener until the next
                             // wakeup (see above), when re-arming it makes a
                             // fresh edge for whoever is still waiting.
-                            let mut no_interest = EpollEvent::new(EpollFlags::empty(), listener_token);
+                            let mut no_interest =
+                                EpollEvent::new(EpollFlags::empty(), listener_token);
                             epoll.modify(&listener, &mut no_interest)?;
                             accept_paused = true;
                             break;
@@ -277,4 +282,3 @@ fn is_transient(err: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
 }
-

@@ -106,7 +106,11 @@ fn main() -> common::MainResult {
         // epoll_wait(2): sleep until at least one watched fd is ready, and
         // fill `events` with up to 64 of them. A signal interrupts the wait
         // with EINTR, which nix returns as an error: just wait again.
-        let timeout = if accept_paused { ACCEPT_PAUSE_MS.into() } else { EpollTimeout::NONE };
+        let timeout = if accept_paused {
+            ACCEPT_PAUSE_MS.into()
+        } else {
+            EpollTimeout::NONE
+        };
         let ready = match epoll.wait(&mut events, timeout) {
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,
@@ -340,4 +344,3 @@ fn is_transient(err: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
 }
-

@@ -19,7 +19,10 @@ use std::sync::{Mutex, OnceLock};
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     // One build at a time: cargo would serialise them on its lock anyway.
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if let Some(path) = built.get(name) {
         return path.clone();
     }

@@ -56,7 +56,12 @@ pub fn tcp_info(stream: &TcpStream) -> libc::tcp_info {
             (&raw mut info).cast(),
             &mut len,
         );
-        assert_eq!(rc, 0, "getsockopt(TCP_INFO): {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "getsockopt(TCP_INFO): {}",
+            std::io::Error::last_os_error()
+        );
         info
     }
 }

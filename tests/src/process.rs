@@ -10,6 +10,24 @@ pub fn fd_count(pid: u32) -> usize {
         .unwrap_or_else(|err| panic!("cannot list /proc/{pid}/fd: {err}"))
 }
 
+/// What each open fd of process `pid` is (`3 -> socket:[1234]`), for
+/// failure messages.
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|entry| {
+            let target = fs::read_link(entry.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        .collect()
+}
+
 /// A field of /proc/PID/status in its first unit (`Threads`, `VmRSS` in
 /// KiB, ...).
 pub fn status_field(pid: u32, field: &str) -> u64 {
@@ -44,4 +62,33 @@ pub fn cpu_time(pid: u32) -> Duration {
     // SAFETY: sysconf only reads a configuration value.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// What the epoll instances of process `pid` watch, as the kernel shows it
+/// in /proc/PID/fdinfo: one `(watched fd, event mask)` per interest entry.
+///
+/// The mask is what the program asked for, plus EPOLLERR and EPOLLHUP, which
+/// the kernel always adds; EPOLLET is bit 31.
+pub fn epoll_interest(pid: u32) -> Vec<(i32, u32)> {
+    let mut interest = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Ok(target) = fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target.to_string_lossy() != "anon_inode:[eventpoll]" {
+            continue;
+        }
+        let info_path = format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy());
+        let Ok(info) = fs::read_to_string(info_path) else {
+            continue;
+        };
+        // Lines look like `tfd:        6 events: 80000019 data: ...`.
+        for line in info.lines().filter(|line| line.starts_with("tfd:")) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let fd = words[1].parse().unwrap();
+            let events = u32::from_str_radix(words[3], 16).unwrap();
+            interest.push((fd, events));
+        }
+    }
+    interest
 }

@@ -25,8 +25,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Builds (if needed) and starts binary `name` with `args` plus
-    /// `--addr 127.0.0.1:0`, and waits for its `listening on` line.
+    /// Builds (if needed) and starts binary `name` with `args` (plus
+    /// `--addr 127.0.0.1:0` unless they name an address), and waits for its
+    /// `listening on` line.
     pub fn start(name: &str, args: &[&str]) -> Server {
         Server::start_with(name, args, |_| {})
     }
@@ -35,14 +36,18 @@ impl Server {
     /// first (environment, resource limits in `pre_exec`).
     pub fn start_with(name: &str, args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let mut command = Command::new(crate::binary(name));
+        if !args.contains(&"--addr") {
+            command.args(["--addr", "127.0.0.1:0"]);
+        }
         command
-            .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         configure(&mut command);
-        let mut child = command.spawn().unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
 
         let stderr = Output::drain(child.stderr.take().unwrap());
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -51,7 +56,12 @@ impl Server {
         let pipe = child.stdout.take().unwrap();
         thread::spawn(move || read_startup_then_drain(pipe, addr_tx, &collected));
 
-        let mut server = Server { child, addr: "0.0.0.0:0".parse().unwrap(), stdout, stderr };
+        let mut server = Server {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            stdout,
+            stderr,
+        };
         match addr_rx.recv_timeout(STARTUP) {
             Ok(Some(addr)) => server.addr = addr,
             _ => panic!(
@@ -136,7 +146,10 @@ fn read_startup_then_drain(
     let mut reader = BufReader::new(pipe);
     let mut line = String::new();
     let _ = reader.read_line(&mut line);
-    let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok());
     let _ = addr_tx.send(addr);
     output.collect(reader);
 }

@@ -1,0 +1,95 @@
+//! No leaked file descriptors: clients that leave early, half-way, or with
+//! a reset leave nothing behind in the server.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use socket2::SockRef;
+use tests::client::PATIENCE;
+use tests::{GET, RESPONSE, Server, connect, request, wait_until};
+
+/// Closes `stream` with a reset (RST) instead of the orderly FIN: with
+/// SO_LINGER set to zero, close(2) discards unsent data and aborts.
+fn reset(stream: TcpStream) {
+    SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
+/// 200 clients that misbehave in four ways, 50 each.
+fn misbehave(server: &Server) {
+    for client in 0..200 {
+        let mut stream = connect(server.addr());
+        match client % 4 {
+            // Connects and leaves without a word (ab does this at the end
+            // of every run).
+            0 => {}
+            // Leaves in the middle of its request.
+            1 => stream.write_all(b"GET / HTTP/1.0\r\n").unwrap(),
+            // Resets in the middle of its request.
+            2 => {
+                stream.write_all(b"GET / HT").unwrap();
+                reset(stream);
+                continue;
+            }
+            // Sends a whole request and resets before reading the answer.
+            _ => {
+                stream.write_all(GET).unwrap();
+                reset(stream);
+                continue;
+            }
+        }
+    }
+}
+
+fn no_fd_leaks(name: &str) {
+    let server = Server::start(name, &["--quiet"]);
+    // One answered request first: the server prints its startup line
+    // before it creates its epoll instance and signalfd, and by the time it
+    // has answered, its loop (and every fd of its own) exists.
+    assert_eq!(request(server.addr(), GET), RESPONSE);
+    let baseline = server.fd_count();
+    misbehave(&server);
+    // The server handles the last of them a moment later; poll until its fd
+    // table is back to where it started.
+    let mut now = 0;
+    let back = wait_until(PATIENCE, || {
+        now = server.fd_count();
+        now == baseline
+    });
+    assert!(
+        back,
+        "{name}: {now} fds open after the clients left, {baseline} before.\n\
+         fds: {:?}\nepoll interest (fd, events): {:?}",
+        tests::process::fd_targets(server.pid()),
+        tests::process::epoll_interest(server.pid()),
+    );
+    // And it still serves.
+    assert_eq!(request(server.addr(), GET), RESPONSE);
+}
+
+#[test]
+fn example02_loop() {
+    no_fd_leaks("example02_loop");
+}
+
+#[test]
+fn example03_epoll_level() {
+    no_fd_leaks("example03_epoll_level");
+}
+
+#[test]
+fn example04_epoll_edge() {
+    no_fd_leaks("example04_epoll_edge");
+}
+
+#[test]
+fn example05_cork() {
+    no_fd_leaks("example05_cork");
+}
+
+#[test]
+fn example06_nodelay() {
+    no_fd_leaks("example06_nodelay");
+}

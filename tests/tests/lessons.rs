@@ -1,0 +1,284 @@
+//! The lesson of each step, as a test that would fail if the lesson were
+//! false.
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+use tests::client::PATIENCE;
+use tests::{CONCURRENT_SERVERS, GET, RESPONSE, Server, connect, request, tcp_info};
+
+// ---------------------------------------------------------------------------
+// Step 2 -> 3: a silent client stalls a blocking server, not an epoll one.
+
+/// Connects a client that says nothing, then asks for a page on a second
+/// connection. Returns whether the page came while the first client was
+/// still connected (within `wait`).
+fn answered_beside_a_silent_client(server: &Server, wait: Duration) -> bool {
+    let silent = connect(server.addr());
+    let mut other = connect(server.addr());
+    other.write_all(GET).unwrap();
+    other.set_read_timeout(Some(wait)).unwrap();
+    let mut response = Vec::new();
+    let outcome = other.read_to_end(&mut response);
+    drop(silent);
+    match outcome {
+        Ok(_) => {
+            assert_eq!(response, RESPONSE);
+            true
+        }
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+        Err(err) => panic!("unexpected error: {err}"),
+    }
+}
+
+#[test]
+fn a_silent_client_stalls_the_blocking_loop() {
+    let server = Server::start("example02_loop", &["--quiet"]);
+    // Two seconds of nothing is a stall: the server answers in microseconds.
+    assert!(
+        !answered_beside_a_silent_client(&server, Duration::from_secs(2)),
+        "example02 answered while it should be stuck reading the silent client"
+    );
+    // Once the silent client has gone, the server is free again.
+    assert_eq!(request(server.addr(), GET), RESPONSE);
+}
+
+#[test]
+fn a_silent_client_does_not_stall_the_epoll_servers() {
+    for name in CONCURRENT_SERVERS {
+        let server = Server::start(name, &["--quiet"]);
+        assert!(
+            answered_beside_a_silent_client(&server, PATIENCE),
+            "{name} did not answer while a silent client was connected"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Step 3 -> 4: level-triggered epoll repeats itself, edge-triggered does not.
+
+/// Sends one 6 KiB request in a single write to a `--trace` server and
+/// returns how many EPOLLIN events its connection got.
+fn read_events_for_six_kib(name: &str) -> usize {
+    let server = Server::start(name, &["--quiet", "--trace"]);
+    let mut request = b"GET / HTTP/1.0\r\nX-Filler: ".to_vec();
+    request.resize(6 * 1024 - 4, b'x');
+    request.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(tests::request(server.addr(), &request), RESPONSE);
+
+    // The connection's fd is the one that got EPOLLOUT. Its EPOLLIN lines
+    // were written before that one, and the trace is written in order.
+    assert!(server.wait_for_stderr(PATIENCE, |trace| trace.contains("EPOLLOUT")));
+    let trace = server.stderr();
+    let connection = trace
+        .lines()
+        .find(|line| line.contains("EPOLLOUT"))
+        .and_then(|line| line.split(':').next())
+        .unwrap()
+        .to_owned();
+    trace
+        .lines()
+        .filter(|line| line.starts_with(&format!("{connection}:")) && line.contains("EPOLLIN"))
+        .count()
+}
+
+#[test]
+fn level_triggered_reports_unread_bytes_again_and_again() {
+    // The server reads 1024 bytes per event, as the tutorial does: 6 KiB
+    // take at least 6 reads, and each one is its own EPOLLIN, because the
+    // bytes left unread keep the socket readable.
+    let events = read_events_for_six_kib("example03_epoll_level");
+    assert!(
+        events >= 6,
+        "only {events} EPOLLIN events for 6 KiB read 1 KiB at a time"
+    );
+}
+
+#[test]
+fn edge_triggered_reports_new_bytes_once() {
+    // The same 6 KiB, written at once, arrive as one change of state: one
+    // EPOLLIN, and the server reads until EAGAIN. (Two, if the kernel
+    // happened to deliver the bytes in two parts.)
+    let events = read_events_for_six_kib("example04_epoll_edge");
+    assert!(
+        (1..=2).contains(&events),
+        "{events} EPOLLIN events for one 6 KiB write"
+    );
+}
+
+/// The kernel's view of one connection's interest entry (from
+/// /proc/PID/fdinfo) while a silent client holds it open.
+fn connection_interest(name: &str) -> u32 {
+    let server = Server::start(name, &["--quiet"]);
+    let fds_before: Vec<i32> = tests::process::epoll_interest(server.pid())
+        .iter()
+        .map(|(fd, _)| *fd)
+        .collect();
+    let _silent = connect(server.addr());
+    let mut entry = None;
+    let found = tests::wait_until(PATIENCE, || {
+        entry = tests::process::epoll_interest(server.pid())
+            .into_iter()
+            .find(|(fd, _)| !fds_before.contains(fd));
+        entry.is_some()
+    });
+    assert!(found, "{name} never registered the new connection");
+    entry.unwrap().1
+}
+
+const EPOLLET: u32 = 1 << 31;
+
+#[test]
+fn the_kernel_holds_edge_triggered_interest_only_for_example04() {
+    let level = connection_interest("example03_epoll_level");
+    let edge = connection_interest("example04_epoll_edge");
+    assert_eq!(
+        level & EPOLLET,
+        0,
+        "example03 registered EPOLLET: {level:#x}"
+    );
+    assert_ne!(
+        edge & EPOLLET,
+        0,
+        "example04 did not register EPOLLET: {edge:#x}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Step 5: TCP_CORK turns two sends into one segment.
+
+/// How many segments carrying data the client received for one response
+/// (TCP_INFO's tcpi_data_segs_in: the kernel's own count).
+fn data_segments_per_response(server: &Server) -> u32 {
+    let mut stream = connect(server.addr());
+    stream.write_all(GET).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    assert_eq!(response, RESPONSE);
+    tcp_info(&stream).tcpi_data_segs_in
+}
+
+#[test]
+fn cork_sends_headers_and_body_in_one_segment() {
+    let corked = Server::start("example05_cork", &["--quiet"]);
+    let uncorked = Server::start("example05_cork", &["--quiet", "--no-cork"]);
+    // Five times each, so one lucky or unlucky run cannot decide.
+    for _ in 0..5 {
+        assert_eq!(data_segments_per_response(&corked), 1, "corked");
+        assert_eq!(data_segments_per_response(&uncorked), 2, "uncorked");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Step 6: Nagle's algorithm stalls kept-alive connections; TCP_NODELAY (or
+// TCP_CORK) removes the stall. With one response per connection there is
+// none to remove.
+
+/// Median time of requests 2 to 12 on one kept-alive connection.
+fn keep_alive_median(server: &Server) -> Duration {
+    let mut stream = connect(server.addr());
+    let mut times = Vec::new();
+    for round in 0..12 {
+        let start = Instant::now();
+        stream.write_all(GET).unwrap();
+        let mut response = vec![0; RESPONSE.len()];
+        stream.read_exact(&mut response).unwrap();
+        assert_eq!(response, RESPONSE);
+        // The first exchange is special: a new connection acknowledges
+        // at once ("quick ACK" mode), so only later requests show Nagle.
+        if round > 0 {
+            times.push(start.elapsed());
+        }
+    }
+    median(times)
+}
+
+/// Median time of 11 requests, each on its own connection.
+fn one_per_connection_median(server: &Server) -> Duration {
+    let times = (0..11)
+        .map(|_| {
+            let start = Instant::now();
+            assert_eq!(request(server.addr(), GET), RESPONSE);
+            start.elapsed()
+        })
+        .collect();
+    median(times)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The delayed ACK Nagle waits for is 40 ms on Linux; a stall is anything
+/// over 20 ms, a quick answer anything under 10 ms (it takes well under
+/// 1 ms on an idle machine: the margin is for a loaded one).
+const STALL: Duration = Duration::from_millis(20);
+const QUICK: Duration = Duration::from_millis(10);
+
+#[test]
+fn nagle_stalls_keep_alive_and_nodelay_removes_it() {
+    let nagle = Server::start(
+        "example06_nodelay",
+        &["--quiet", "--keep-alive", "--no-nodelay"],
+    );
+    let nodelay = Server::start("example06_nodelay", &["--quiet", "--keep-alive"]);
+    let (with_nagle, without) = (keep_alive_median(&nagle), keep_alive_median(&nodelay));
+    assert!(with_nagle > STALL, "no Nagle stall: median {with_nagle:?}");
+    assert!(
+        without < QUICK,
+        "TCP_NODELAY still slow: median {without:?}"
+    );
+}
+
+#[test]
+fn cork_also_removes_the_keep_alive_stall() {
+    // Pulling the cork out sends what it held at once, Nagle or not.
+    let uncorked = Server::start("example05_cork", &["--quiet", "--keep-alive", "--no-cork"]);
+    let corked = Server::start("example05_cork", &["--quiet", "--keep-alive"]);
+    let (stalled, quick) = (keep_alive_median(&uncorked), keep_alive_median(&corked));
+    assert!(
+        stalled > STALL,
+        "no Nagle stall without the cork: median {stalled:?}"
+    );
+    assert!(
+        quick < QUICK,
+        "corked keep-alive still slow: median {quick:?}"
+    );
+}
+
+#[test]
+fn with_one_response_per_connection_nagle_costs_nothing() {
+    // The tutorial's form: the server closes after each response, and the
+    // close pushes the held body out with the FIN. Neither server stalls.
+    for args in [&["--quiet", "--no-nodelay"][..], &["--quiet"][..]] {
+        let server = Server::start("example06_nodelay", args);
+        let time = one_per_connection_median(&server);
+        assert!(time < QUICK, "{args:?}: median {time:?} per request");
+    }
+}
+
+#[test]
+fn accepted_sockets_inherit_nodelay_from_the_listener() {
+    // The server sets TCP_NODELAY on the listening socket only; --trace
+    // reads the option back from each accepted socket.
+    for (args, expected) in [
+        (&["--quiet", "--trace"][..], "TCP_NODELAY on"),
+        (
+            &["--quiet", "--trace", "--no-nodelay"][..],
+            "TCP_NODELAY off",
+        ),
+    ] {
+        let server = Server::start("example06_nodelay", args);
+        assert_eq!(request(server.addr(), GET), RESPONSE);
+        assert!(
+            server.wait_for_stderr(PATIENCE, |trace| trace.contains("accepted,")),
+            "no accept traced"
+        );
+        assert!(
+            server.stderr().contains(expected),
+            "{args:?}: {}",
+            server.stderr()
+        );
+    }
+}
