@@ -245,3 +245,71 @@ mod tests {
         assert_eq!(request.head(), b"GET /c");
     }
 }
+
+/// Property tests: any bytes, cut into any pieces, give the same answer as
+/// a plain search of the whole input. proptest runs 256 random cases per
+/// property (a fraction of a second), so CI runs them with every test run.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Where a plain, non-incremental search finds the end of the request.
+    fn reference_end(bytes: &[u8]) -> Option<usize> {
+        (0..bytes.len()).find_map(|i| match &bytes[i..] {
+            [b'\n', b'\n', ..] => Some(i + 2),
+            [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+            _ => None,
+        })
+    }
+
+    /// Bytes rich in line breaks, so that terminators and near misses
+    /// (`\n\r`, `\r\n\r`) are common.
+    fn request_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(&b"\r\n\r\nab\x00\xff"[..]), 0..64)
+    }
+
+    proptest! {
+        #[test]
+        fn pieces_do_not_change_the_answer(
+            bytes in request_bytes(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(bytes.len());
+            cuts.sort();
+            let mut request = RequestBuffer::new();
+            let mut progress = Progress::Incomplete;
+            for piece in cuts.windows(2) {
+                progress = request.push(&bytes[piece[0]..piece[1]]);
+            }
+            match reference_end(&bytes) {
+                Some(end) => {
+                    prop_assert_eq!(progress, Progress::Complete);
+                    prop_assert_eq!(request.head(), &bytes[..end - if bytes[end - 2] == b'\r' { 3 } else { 2 }]);
+                }
+                None => prop_assert_eq!(progress, Progress::Incomplete),
+            }
+        }
+
+        #[test]
+        fn the_next_request_is_found_after_the_first(
+            first in request_bytes(),
+            second in request_bytes(),
+        ) {
+            let mut bytes = first.clone();
+            bytes.extend_from_slice(b"\n\n");
+            let first_end = reference_end(&bytes).unwrap();
+            bytes.extend_from_slice(&second);
+            let mut request = RequestBuffer::new();
+            prop_assert_eq!(request.push(&bytes), Progress::Complete);
+            let expected = match reference_end(&bytes[first_end..]) {
+                Some(_) => Progress::Complete,
+                None => Progress::Incomplete,
+            };
+            prop_assert_eq!(request.finish_request(), expected);
+        }
+    }
+}

@@ -7,18 +7,20 @@
 //! | [`binaries`] | building the example binaries, so a clean `cargo test` works |
 //! | [`server`] | a running server: its port, its output, its fate |
 //! | [`client`] | requests, and the kernel's TCP_INFO counters for a socket |
+//! | [`limits`] | RLIMIT_NOFILE: raising ours, lowering a server's |
 //! | [`process`] | what /proc says about a server: fds, threads, memory, CPU |
 //! | [`wait`] | bounded polling, for what has no readiness signal |
 
 pub mod binaries;
 pub mod client;
+pub mod limits;
 pub mod process;
 pub mod server;
 pub mod wait;
 
 pub use binaries::binary;
 pub use client::{GET, RESPONSE, connect, exchange, request, tcp_info};
-pub use server::Server;
+pub use server::{Holdings, Server};
 pub use wait::wait_until;
 
 /// The servers that answer the tutorial's request with its response, and

@@ -92,3 +92,34 @@ pub fn epoll_interest(pid: u32) -> Vec<(i32, u32)> {
     }
     interest
 }
+
+/// How many TCP connections (sockets in any state but LISTEN) process `pid`
+/// holds open, from its fds' socket inodes and /proc/net/tcp{,6}.
+pub fn tcp_connections(pid: u32) -> usize {
+    let inodes: Vec<String> = fd_targets(pid)
+        .iter()
+        .filter_map(|fd| {
+            Some(
+                fd.split("socket:[")
+                    .nth(1)?
+                    .trim_end_matches(']')
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut held = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        // `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`;
+        // state 0A is LISTEN.
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[3] != "0A" && inodes.iter().any(|i| i == fields[9]) {
+                held += 1;
+            }
+        }
+    }
+    held
+}

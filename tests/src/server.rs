@@ -106,6 +106,33 @@ impl Server {
         process::fd_count(self.pid())
     }
 
+    /// TCP connections the server holds open (its listener not counted).
+    pub fn connections(&self) -> usize {
+        process::tcp_connections(self.pid())
+    }
+
+    /// What the server holds: fds, epoll interest entries, connections.
+    pub fn holdings(&self) -> Holdings {
+        Holdings {
+            fds: self.fd_count(),
+            interest: process::epoll_interest(self.pid()).len(),
+            connections: self.connections(),
+        }
+    }
+
+    /// Waits until the server holds no connection and returns what it holds
+    /// then: the baseline a test compares against after its clients leave.
+    /// Panics if connections are still open after the patience of a client.
+    pub fn idle_holdings(&self) -> Holdings {
+        let idle = crate::wait_until(crate::client::PATIENCE, || self.connections() == 0);
+        assert!(
+            idle,
+            "the server still holds {} connections",
+            self.connections()
+        );
+        self.holdings()
+    }
+
     /// Sends a signal (libc::SIGINT, SIGTERM, ...) to the server.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with our own child's pid; the child is not yet
@@ -134,6 +161,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What a server holds. After its clients have gone, a server that leaks
+/// nothing holds what it held before they came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    /// Open file descriptors (/proc/PID/fd).
+    pub fds: usize,
+    /// Entries in its epoll instances' interest lists (/proc/PID/fdinfo):
+    /// one per connection in an epoll server's map.
+    pub interest: usize,
+    /// Open TCP connections (/proc/net/tcp).
+    pub connections: usize,
 }
 
 /// Reads the first line, reports the address it names (or None), then keeps

@@ -46,21 +46,21 @@ fn misbehave(server: &Server) {
 fn no_fd_leaks(name: &str) {
     let server = Server::start(name, &["--quiet"]);
     // One answered request first: the server prints its startup line
-    // before it creates its epoll instance and signalfd, and by the time it
-    // has answered, its loop (and every fd of its own) exists.
+    // before it creates its epoll instance and signalfd; once it has
+    // answered and closed that connection, every fd of its own exists.
     assert_eq!(request(server.addr(), GET), RESPONSE);
-    let baseline = server.fd_count();
+    let baseline = server.idle_holdings();
     misbehave(&server);
     // The server handles the last of them a moment later; poll until its fd
     // table is back to where it started.
-    let mut now = 0;
+    let mut now = baseline;
     let back = wait_until(PATIENCE, || {
-        now = server.fd_count();
+        now = server.holdings();
         now == baseline
     });
     assert!(
         back,
-        "{name}: {now} fds open after the clients left, {baseline} before.\n\
+        "{name}: holds {now:?} after the clients left, {baseline:?} before.\n\
          fds: {:?}\nepoll interest (fd, events): {:?}",
         tests::process::fd_targets(server.pid()),
         tests::process::epoll_interest(server.pid()),
