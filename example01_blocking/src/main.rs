@@ -67,8 +67,9 @@ fn handle(mut connection: TcpStream, quiet: bool) -> std::io::Result<()> {
         }
         _ => PendingResponse::too_large(),
     };
-    // write_all(2) blocks until the kernel has taken every byte into the
-    // socket's send buffer. (The Python's single `send` may take only part.)
+    // write_all calls write(2), which blocks until the kernel has room in
+    // the socket's send buffer, until every byte is taken. (The Python's
+    // single `send` may take only part and drop the rest.)
     connection.write_all(response.unsent())?;
 
     // Dropping the stream closes the socket: the kernel sends FIN after the
