@@ -51,6 +51,10 @@ const ACCEPT_PAUSE_MS: u16 = 100;
 // ANCHOR: main
 fn main() -> common::MainResult {
     let args = Args::parse();
+    // Block SIGINT and SIGTERM before anything else, so that from here on
+    // they wait in a file descriptor (signalfd) instead of killing the
+    // process. See common::signals.
+    let stop = common::stop_signals()?;
     let listener = common::listen(&args.epoll.server)?;
     // O_NONBLOCK: accept(2) on this socket now fails with EAGAIN
     // (io::ErrorKind::WouldBlock) instead of waiting for a client.
@@ -70,9 +74,8 @@ fn main() -> common::MainResult {
     let edge_in = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
     epoll.add(&listener, EpollEvent::new(edge_in, listener_token))?;
 
-    // SIGINT and SIGTERM arrive as a readable file descriptor (signalfd),
-    // so stopping is one more event in the same loop. See common::signals.
-    let stop = common::stop_signals()?;
+    // Stopping is one more event in the same loop: the signalfd made at
+    // the start of `main` becomes readable when SIGINT or SIGTERM arrives.
     let stop_token = token_of(&stop);
     epoll.add(&stop, EpollEvent::new(EpollFlags::EPOLLIN, stop_token))?;
 
