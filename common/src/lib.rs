@@ -34,7 +34,7 @@ pub mod signals;
 pub use args::{EpollArgs, ServerArgs};
 pub use failure::{Failure, MainResult};
 pub use flags::epoll_flag_names;
-pub use listen::{is_out_of_descriptors, listen};
+pub use listen::{concerns_one_client, is_out_of_descriptors, listen};
 pub use output::{print_request, trace_event, warn};
 pub use request::{MAX_REQUEST_BYTES, Progress, RequestBuffer};
 pub use response::{PendingResponse, RESPONSE};

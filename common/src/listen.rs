@@ -83,9 +83,45 @@ pub fn is_out_of_descriptors(err: &io::Error) -> bool {
     )
 }
 
+/// True when a failed accept(2) concerns one client only, so the server
+/// should skip it and accept the next: ECONNABORTED (the client reset its
+/// connection while it waited in the queue), EPROTO and EPERM (a protocol
+/// error, a firewall rule), and the network errors Linux passes on from the
+/// new connection (accept(2), "Error handling").
+///
+/// Any other failure (out of descriptors, above all) lasts: retrying at
+/// once would fail again, so the epoll examples pause accepting instead.
+pub fn concerns_one_client(err: &io::Error) -> bool {
+    use nix::libc::*;
+    matches!(
+        err.raw_os_error(),
+        Some(
+            ECONNABORTED
+                | EPROTO
+                | EPERM
+                | ENETDOWN
+                | ENOPROTOOPT
+                | EHOSTDOWN
+                | ENONET
+                | EHOSTUNREACH
+                | EOPNOTSUPP
+                | ENETUNREACH
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_aborted_client_is_skipped_but_running_out_of_fds_lasts() {
+        let aborted = io::Error::from_raw_os_error(nix::libc::ECONNABORTED);
+        let out_of_fds = io::Error::from_raw_os_error(nix::libc::EMFILE);
+        assert!(concerns_one_client(&aborted));
+        assert!(!concerns_one_client(&out_of_fds));
+        assert!(is_out_of_descriptors(&out_of_fds));
+    }
 
     fn args(addr: &str) -> ServerArgs {
         ServerArgs {

@@ -121,15 +121,20 @@ fn main() -> common::MainResult {
                 match listener.accept() {
                     Ok((stream, _address)) => register(&epoll, &mut connections, stream),
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(err) if common::is_out_of_descriptors(&err) => {
-                        // The waiting connection stays queued and the listener
+                    // A client that left while queued: skip it.
+                    Err(err) if common::concerns_one_client(&err) => {
+                        common::warn(format_args!("accept failed: {err}"));
+                    }
+                    Err(err) => {
+                        // Out of file descriptors (EMFILE), most likely. The
+                        // waiting connection stays queued and the listener
                         // stays readable: retrying now would spin. Stop
                         // watching it until the next wakeup (see above).
+                        common::warn(format_args!("accept failed, pausing: {err}"));
                         let mut no_interest = EpollEvent::new(EpollFlags::empty(), listener_token);
                         epoll.modify(&listener, &mut no_interest)?;
                         accept_paused = true;
                     }
-                    Err(err) => common::warn(format_args!("accept failed: {err}")),
                 }
                 continue;
             }

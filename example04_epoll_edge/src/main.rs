@@ -126,20 +126,24 @@ fn main() -> common::MainResult {
                     match listener.accept() {
                         Ok((stream, _address)) => register(&epoll, &mut connections, stream),
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(err) if common::is_out_of_descriptors(&err) => {
-                            // The queue is not empty but we cannot take from
-                            // it: stop watching the listener until the next
+                        // One failed client (it left while queued) says
+                        // nothing about the next: go on.
+                        Err(err) if common::concerns_one_client(&err) => {
+                            common::warn(format_args!("accept failed: {err}"));
+                        }
+                        Err(err) => {
+                            // Out of file descriptors (EMFILE), most likely:
+                            // the queue is not empty but we cannot take from
+                            // it. Stop watching the listener until the next
                             // wakeup (see above), when re-arming it makes a
                             // fresh edge for whoever is still waiting.
+                            common::warn(format_args!("accept failed, pausing: {err}"));
                             let mut no_interest =
                                 EpollEvent::new(EpollFlags::empty(), listener_token);
                             epoll.modify(&listener, &mut no_interest)?;
                             accept_paused = true;
                             break;
                         }
-                        // One failed client (ECONNABORTED: it left while
-                        // queued) says nothing about the next: go on.
-                        Err(err) => common::warn(format_args!("accept failed: {err}")),
                     }
                 }
                 continue;
