@@ -274,3 +274,39 @@ fn tests_with_limit(name: &str, max: u64) -> (Server, Holdings) {
     let baseline = server.idle_holdings();
     (server, baseline)
 }
+
+// --------------------------------------------------------------- signals
+
+/// The process state letter from /proc/PID/stat (`S` sleeping, `T`
+/// stopped, ...).
+fn state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap()
+}
+
+#[test]
+fn stopped_and_continued_servers_carry_on() {
+    // signal(7): after SIGSTOP and SIGCONT, Linux makes epoll_wait(2) fail
+    // with EINTR even though no handler ran. nix reports that as an error;
+    // a server that treated it as fatal would exit here.
+    for name in ALL {
+        let (mut server, baseline) = settled(name, &[]);
+        server.signal(libc::SIGSTOP);
+        assert!(
+            wait_until(PATIENCE, || state(server.pid()) == 'T'),
+            "{name} did not stop"
+        );
+        server.signal(libc::SIGCONT);
+        assert!(
+            wait_until(PATIENCE, || state(server.pid()) != 'T'),
+            "{name} did not go on"
+        );
+        assert_eq!(
+            request(server.addr(), GET),
+            RESPONSE,
+            "{name} after SIGCONT"
+        );
+        assert!(server.wait_exit(Duration::ZERO).is_none(), "{name} exited");
+        assert_back(name, &server, baseline);
+    }
+}
