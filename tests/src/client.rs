@@ -41,6 +41,14 @@ pub fn request(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     exchange(&mut connect(addr), bytes).unwrap_or_else(|err| panic!("request to {addr}: {err}"))
 }
 
+/// Closes `stream` with a reset (RST) instead of the orderly FIN: with
+/// SO_LINGER set to zero, close(2) discards unsent data and aborts.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
 /// The kernel's TCP_INFO for a socket (tcp(7)): segment counters, RTT,
 /// retransmissions.
 pub fn tcp_info(stream: &TcpStream) -> libc::tcp_info {

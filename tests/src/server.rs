@@ -18,6 +18,7 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// A running example binary. Dropping it kills the process (SIGKILL) and
 /// reaps it, so no server outlives its test, whether it passed or panicked.
 pub struct Server {
+    name: String,
     child: Child,
     addr: SocketAddr,
     stdout: Arc<Output>,
@@ -57,6 +58,7 @@ impl Server {
         thread::spawn(move || read_startup_then_drain(pipe, addr_tx, &collected));
 
         let mut server = Server {
+            name: name.to_owned(),
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             stdout,
@@ -131,6 +133,24 @@ impl Server {
             self.connections()
         );
         self.holdings()
+    }
+
+    /// Waits until the server holds `baseline` again (its clients gone and
+    /// cleaned up), and panics with what it holds instead if it does not.
+    pub fn assert_back_to(&self, baseline: Holdings) {
+        let mut now = baseline;
+        let back = crate::wait_until(crate::client::PATIENCE, || {
+            now = self.holdings();
+            now == baseline
+        });
+        assert!(
+            back,
+            "{}: holds {now:?} after its clients left, {baseline:?} before\n\
+             fds: {:?}\nepoll interest (fd, events): {:?}",
+            self.name,
+            process::fd_targets(self.pid()),
+            process::epoll_interest(self.pid()),
+        );
     }
 
     /// Sends a signal (libc::SIGINT, SIGTERM, ...) to the server.

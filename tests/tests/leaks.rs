@@ -5,17 +5,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use socket2::SockRef;
 use tests::client::PATIENCE;
 use tests::{GET, RESPONSE, Server, connect, request, wait_until};
-
-/// Closes `stream` with a reset (RST) instead of the orderly FIN: with
-/// SO_LINGER set to zero, close(2) discards unsent data and aborts.
-fn reset(stream: TcpStream) {
-    SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-}
 
 /// 200 clients that misbehave in four ways, 50 each.
 fn misbehave(server: &Server) {
@@ -30,13 +21,13 @@ fn misbehave(server: &Server) {
             // Resets in the middle of its request.
             2 => {
                 stream.write_all(b"GET / HT").unwrap();
-                reset(stream);
+                tests::client::reset(stream);
                 continue;
             }
             // Sends a whole request and resets before reading the answer.
             _ => {
                 stream.write_all(GET).unwrap();
-                reset(stream);
+                tests::client::reset(stream);
                 continue;
             }
         }
@@ -51,20 +42,8 @@ fn no_fd_leaks(name: &str) {
     assert_eq!(request(server.addr(), GET), RESPONSE);
     let baseline = server.idle_holdings();
     misbehave(&server);
-    // The server handles the last of them a moment later; poll until its fd
-    // table is back to where it started.
-    let mut now = baseline;
-    let back = wait_until(PATIENCE, || {
-        now = server.holdings();
-        now == baseline
-    });
-    assert!(
-        back,
-        "{name}: holds {now:?} after the clients left, {baseline:?} before.\n\
-         fds: {:?}\nepoll interest (fd, events): {:?}",
-        tests::process::fd_targets(server.pid()),
-        tests::process::epoll_interest(server.pid()),
-    );
+    // The server handles the last of them a moment later.
+    server.assert_back_to(baseline);
     // And it still serves.
     assert_eq!(request(server.addr(), GET), RESPONSE);
 }

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use socket2::SockRef;
 use tests::client::PATIENCE;
 use tests::process::{cpu_time, fd_count, status_field};
 use tests::{GET, Holdings, RESPONSE, Server, connect, exchange, request, wait_until};
@@ -40,28 +39,12 @@ fn settled(name: &str, args: &[&str]) -> (Server, Holdings) {
 /// Waits until the server is back to `baseline`, then checks it still
 /// answers.
 fn assert_back(name: &str, server: &Server, baseline: Holdings) {
-    let mut now = baseline;
-    let back = wait_until(PATIENCE, || {
-        now = server.holdings();
-        now == baseline
-    });
-    assert!(
-        back,
-        "{name}: holds {now:?}, held {baseline:?} before\nfds: {:?}",
-        tests::process::fd_targets(server.pid())
-    );
+    server.assert_back_to(baseline);
     assert_eq!(
         request(server.addr(), GET),
         RESPONSE,
         "{name} after the test"
     );
-}
-
-/// Closes `stream` with a reset: SO_LINGER 0 makes close(2) send RST.
-fn reset(stream: TcpStream) {
-    SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
 }
 
 // --------------------------------------------------------------- load
@@ -162,7 +145,7 @@ fn clients_that_reset_mid_response() {
             stream.write_all(GET).unwrap();
             let mut start = [0u8; 10];
             stream.read_exact(&mut start).unwrap();
-            reset(stream);
+            tests::client::reset(stream);
         }
         assert_back(name, &server, baseline);
     }
