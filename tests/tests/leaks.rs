@@ -2,10 +2,7 @@
 //! a reset leave nothing behind in the server.
 
 use std::io::Write;
-use std::net::TcpStream;
-use std::time::Duration;
 
-use tests::client::PATIENCE;
 use tests::{GET, RESPONSE, Server, connect, request, wait_until};
 
 /// 200 clients that misbehave in four ways, 50 each.
