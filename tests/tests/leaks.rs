@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use tests::{GET, RESPONSE, Server, connect, request, wait_until};
+use tests::{GET, RESPONSE, Server, connect, request};
 
 /// 200 clients that misbehave in four ways, 50 each.
 fn misbehave(server: &Server) {
