@@ -24,8 +24,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use socket2::SockRef;
 
 /// Example 5 of the epoll HOWTO: level-triggered epoll, with TCP_CORK held
-/// while the response is written in two sends. Stop it with Ctrl-C (SIGINT) or SIGTERM: it
-/// closes its sockets and exits with status 0.
+/// while the response is written in two sends. Stop it with Ctrl-C (SIGINT)
+/// or SIGTERM: it closes its sockets and exits with status 0.
 #[derive(Parser)]
 #[command(version)]
 struct Args {

@@ -29,8 +29,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use socket2::SockRef;
 
 /// Example 6 of the epoll HOWTO: level-triggered epoll, with TCP_NODELAY on
-/// the listening socket and the response written in two sends. Stop it with Ctrl-C (SIGINT) or SIGTERM: it
-/// closes its sockets and exits with status 0.
+/// the listening socket and the response written in two sends. Stop it with
+/// Ctrl-C (SIGINT) or SIGTERM: it closes its sockets and exits with status 0.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
