@@ -132,6 +132,12 @@ fn is_backlog(row: &Row) -> bool {
     row.label.starts_with("backlog")
 }
 
+/// Rows of the side-by-side comparison: not the backlog experiment, not
+/// the loadgen-against-ab rounds.
+fn is_side_by_side(row: &Row) -> bool {
+    row.client == "loadgen" && !is_backlog(row) && !row.label.starts_with("ab comparison")
+}
+
 fn tables(machine: &[String], rows: &[Row]) -> String {
     let mut md = String::new();
     let _ = writeln!(
@@ -330,7 +336,7 @@ fn escape(text: &str) -> String {
 fn charts(rows: &[Row]) -> Vec<(&'static str, String)> {
     let servers: Vec<&Row> = rows
         .iter()
-        .filter(|r| r.client == "loadgen" && r.idle == 0 && !is_backlog(r))
+        .filter(|r| r.idle == 0 && is_side_by_side(r))
         .collect();
     let names: Vec<String> = servers.iter().map(|r| r.label.clone()).collect();
     let most_idle = rows.iter().map(|r| r.idle).max().unwrap_or(0);

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Measure the servers side by side and print one JSON line per run on stdout
+# (progress goes to stderr). Then turn the lines into tables and charts:
+#
+#   loadgen/measure.sh > run.jsonl
+#   cargo run -p loadgen --bin report -- run.jsonl --out book/src/results
+#
+# What it runs, each measurement ROUNDS times (the report shows medians):
+#   1. every concurrent example (03 and up), and nginx with one worker when
+#      it is installed: loadgen -c 100 -n N, with no idle connection and
+#      with IDLE idle connections held open;
+#   2. loadgen and ab (apache2-utils) in alternating rounds on example04,
+#      each with its own CPU time and the server's;
+#   3. the listen-backlog experiment: example04 with --backlog 1, 50, 1024.
+#
+# Settings (environment): ROUNDS=3 N=20000 IDLE=10000 BACKLOG_N=5000 PAUSE=1.
+# Each run's connections leave the *server's* side in TIME_WAIT (the server
+# closes first), not ours; PAUSE seconds between runs let the machine settle.
+# Server CPU time comes from /proc/PID/stat in clock ticks (10 ms): with N =
+# 20000 requests at ~20 µs each, one tick is ~2.5% of a figure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+N=${N:-20000}
+IDLE=${IDLE:-10000}
+BACKLOG_N=${BACKLOG_N:-5000}
+PAUSE=${PAUSE:-1}
+CONCURRENCY=100
+BODY='Hello, world!'
+
+say() { printf '%s\n' "$*" >&2; }
+
+# Every bin target of the example packages from step 3 on (01 and 02 serve
+# one client at a time: 100 concurrent clients would measure only waiting).
+mapfile -t SERVERS < <(cargo metadata --no-deps --format-version 1 |
+    jq -r '.packages[] | select(.name | test("^example0[3-8]")) | .targets[] |
+           select(.kind == ["bin"]) | .name' | sort)
+say "servers: ${SERVERS[*]}"
+mapfile -t PACKAGES < <(cargo metadata --no-deps --format-version 1 |
+    jq -r '.packages[] | select(.name | test("^example0[3-8]")) | "-p\n" + .name')
+cargo build --release -q -p loadgen "${PACKAGES[@]}" >&2
+LOADGEN=target/release/loadgen
+
+# The machine, for the report.
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+printf '{"machine": "%s cores, %s, Linux %s, somaxconn %s"}\n' \
+    "$(nproc)" "$cpu" "$(uname -r)" "$(cat /proc/sys/net/core/somaxconn)"
+
+# Each connection is a file descriptor here and at the server; the servers
+# inherit this limit.
+ulimit -n "$(ulimit -Hn)" || true
+if (($(ulimit -n) < IDLE + 200)); then
+    say "open-file limit $(ulimit -n) is below IDLE + 200: runs with $IDLE idle connections will fail (raise it as root: ulimit -Hn $((IDLE + 200)))"
+fi
+
+tmp=$(mktemp -d)
+SPID=
+cleanup() {
+    if [[ -n $SPID ]]; then kill "$SPID" 2>/dev/null || true; fi
+    if [[ -f $tmp/nginx.pid ]]; then kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# start_server BINARY ARGS...: starts it on a free port; sets SPID, SADDR.
+start_server() {
+    "target/release/$1" --addr 127.0.0.1:0 --quiet "${@:2}" >"$tmp/out" 2>"$tmp/err" &
+    SPID=$!
+    for _ in $(seq 100); do
+        SADDR=$(sed -n 's/^listening on //p' "$tmp/out")
+        [[ -n $SADDR ]] && return 0
+        sleep 0.1
+    done
+    say "$1 did not start: $(cat "$tmp/err")"
+    return 1
+}
+
+stop_server() {
+    kill "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    SPID=
+}
+
+# run LABEL PID ARGS...: one loadgen run, one JSON line.
+run() {
+    local label=$1 pid=$2
+    shift 2
+    sleep "$PAUSE"
+    if ! "$LOADGEN" --json --label "$label" --server-pid "$pid" --expect-body "$BODY" "$@"; then
+        say "  $label $*: failed (see above), left out"
+    fi
+}
+
+# ticks PID: the process's utime + stime in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# ab_run LABEL PID URL: one ab run as a JSON line shaped like loadgen's.
+ab_run() {
+    local label=$1 pid=$2 url=$3
+    sleep "$PAUSE"
+    local before after hz=$(getconf CLK_TCK)
+    before=$(ticks "$pid")
+    /usr/bin/time -f '%U %S' -o "$tmp/abtime" ab -q -c "$CONCURRENCY" -n "$N" "$url" >"$tmp/ab" 2>&1 || true
+    after=$(ticks "$pid")
+    awk -v label="$label" -v url="$url" -v c="$CONCURRENCY" -v hz="$hz" \
+        -v server_ticks=$((after - before)) -v cpu="$(cat "$tmp/abtime" | tail -1)" '
+        /^Complete requests:/ { done = $3 }
+        /^Failed requests:/ { failed = $3 }
+        /^Time taken for tests:/ { secs = $5 }
+        /^ +50%/ { p50 = $2 * 1000 } /^ +90%/ { p90 = $2 * 1000 }
+        /^ +99%/ { p99 = $2 * 1000 } /^ +100%/ { pmax = $2 * 1000 }
+        END {
+            split(cpu, t, " "); ok = done - failed
+            printf "{\"label\":\"%s\",\"url\":\"%s\",\"concurrency\":%d,\"threads\":1,\"idle_held\":0,", label, url, c
+            printf "\"completed\":%d,\"failed\":%d,\"errors\":{},\"elapsed_s\":%f,\"requests_per_s\":%f,", ok, failed, secs, ok / secs
+            printf "\"latency\":{\"p50_us\":%d,\"p90_us\":%d,\"p99_us\":%d,\"max_us\":%d,\"mean_us\":0},", p50, p90, p99, pmax
+            printf "\"client_cpu_us_per_request\":%f,\"server_cpu_us_per_request\":%f,", (t[1] + t[2]) * 1e6 / ok, server_ticks * 1e6 / hz / ok
+            printf "\"client\":\"ab\",\"kernel\":{}}\n"
+        }' "$tmp/ab"
+}
+
+# 1. The servers side by side.
+for server in "${SERVERS[@]}"; do
+    say "== $server"
+    start_server "$server" || continue
+    for _ in $(seq "$ROUNDS"); do
+        run "$server" "$SPID" -c "$CONCURRENCY" -n "$N" "http://$SADDR/"
+    done
+    for _ in $(seq "$ROUNDS"); do
+        run "$server" "$SPID" -c "$CONCURRENCY" -n "$N" --idle "$IDLE" "http://$SADDR/"
+    done
+    stop_server
+done
+
+if command -v nginx >/dev/null; then
+    say "== nginx (one worker)"
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$tmp/logs"
+    cat >"$tmp/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $((IDLE + 200));
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/logs/error.log crit;
+events { worker_connections $((IDLE + 200)); use epoll; }
+http {
+    access_log off;
+    server_tokens off;
+    server {
+        listen 127.0.0.1:$port backlog=1024;
+        location / { default_type text/plain; return 200 "$BODY"; }
+    }
+}
+EOF
+    nginx -p "$tmp" -c "$tmp/nginx.conf" &
+    master=$!
+    worker=
+    for _ in $(seq 100); do
+        worker=$(pgrep -P "$master" || true)
+        [[ -n $worker ]] && break
+        sleep 0.1
+    done
+    if [[ -n $worker ]]; then
+        for _ in $(seq "$ROUNDS"); do
+            run nginx "$worker" -c "$CONCURRENCY" -n "$N" "http://127.0.0.1:$port/"
+        done
+        for _ in $(seq "$ROUNDS"); do
+            run nginx "$worker" -c "$CONCURRENCY" -n "$N" --idle "$IDLE" "http://127.0.0.1:$port/"
+        done
+    else
+        say "nginx did not start: $(cat "$tmp/logs/error.log" 2>/dev/null)"
+    fi
+    kill "$master" 2>/dev/null || true
+    wait "$master" 2>/dev/null || true
+else
+    say "nginx is not installed: no nginx rows (apt-get install -y nginx)"
+fi
+
+# 2. loadgen against ab, on the same server, alternating.
+if command -v ab >/dev/null; then
+    say "== loadgen against ab"
+    start_server example04_epoll_edge
+    for _ in $(seq "$ROUNDS"); do
+        run "ab comparison: example04_epoll_edge" "$SPID" -c "$CONCURRENCY" -n "$N" "http://$SADDR/"
+        ab_run "ab comparison: example04_epoll_edge" "$SPID" "http://$SADDR/"
+    done
+    stop_server
+else
+    say "ab is not installed: no comparison (apt-get install -y apache2-utils)"
+fi
+
+# 3. The listen backlog.
+for backlog in 1 50 1024; do
+    say "== backlog $backlog"
+    start_server example04_epoll_edge --backlog "$backlog"
+    for _ in $(seq "$ROUNDS"); do
+        run "backlog $backlog" "$SPID" -c "$CONCURRENCY" -n "$BACKLOG_N" --timeout 30 "http://$SADDR/"
+    done
+    stop_server
+done

@@ -1,0 +1,171 @@
+//! The servers compared on the same work, with criterion:
+//!
+//! - `latency`: one client, sequential requests, a new connection each;
+//! - `throughput_c100`: 100 clients at once (loadgen's event loop), one
+//!   request per connection;
+//! - `idle_scaling`: the same 100 clients while 0, 1,000 or 10,000 other
+//!   connections are held open and silent. An epoll server's cost does not
+//!   depend on how many sockets it watches, only on how many are ready;
+//!   select and poll hand the kernel the whole list on every call.
+//!
+//! Each server starts once per group (built in release, `--quiet`). Run it
+//! with `cargo bench -p tests --bench servers` (a few minutes); pick one
+//! group with `cargo bench -p tests --bench servers -- idle_scaling`. The
+//! HTML report is in target/criterion/report/index.html.
+//!
+//! On 2 cores the load generator and the server share the machine, so
+//! requests per second separate the servers less than their CPU time does:
+//! `idle_scaling` also prints each server's CPU time per request, read from
+//! /proc/PID/stat over the whole benchmark.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use loadgen::{Amount, Config, Expect, Target};
+use tests::{GET, RESPONSE, Server, request};
+
+/// Idle connections held in `idle_scaling`.
+const IDLE: [usize; 3] = [0, 1_000, 10_000];
+
+/// Clients at once in the throughput groups.
+const CONCURRENCY: usize = 100;
+
+/// The servers to compare: the epoll examples, and the thread-per-connection
+/// and select/poll servers when their packages exist (each package's binary
+/// carries its name).
+fn servers() -> Vec<&'static str> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut names = tests::CONCURRENT_SERVERS.to_vec();
+    for optional in ["example07_threads", "example08_select", "example08_poll"] {
+        if workspace.join(optional).join("Cargo.toml").exists() {
+            names.push(optional);
+        }
+    }
+    names
+}
+
+fn start(name: &str) -> Server {
+    Server::start(name, &["--quiet"])
+}
+
+/// `requests` requests from 100 clients at once; the wall time they took.
+fn load(addr: SocketAddr, requests: u64) -> (Duration, loadgen::Report) {
+    let config = Config {
+        target: Target::parse(&format!("http://{addr}/")).unwrap(),
+        concurrency: CONCURRENCY,
+        amount: Amount::Requests(requests),
+        threads: 1,
+        idle: 0,
+        timeout: Duration::from_secs(10),
+        expect: Expect {
+            status: 200,
+            body: Some(b"Hello, world!".to_vec()),
+        },
+    };
+    let started = Instant::now();
+    let report = loadgen::run(config, None, "").expect("a loadgen run");
+    (started.elapsed(), report)
+}
+
+fn latency(c: &mut Criterion) {
+    let mut group = c.benchmark_group("latency");
+    group.measurement_time(Duration::from_secs(2));
+    group.warm_up_time(Duration::from_millis(500));
+    group.throughput(Throughput::Elements(1));
+    for name in servers() {
+        let server = start(name);
+        let addr = server.addr();
+        group.bench_function(name, |b| {
+            b.iter(|| assert_eq!(std::hint::black_box(request(addr, GET)), RESPONSE));
+        });
+    }
+    group.finish();
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("throughput_c100");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(1));
+    for name in servers() {
+        let server = start(name);
+        let addr = server.addr();
+        group.bench_function(name, |b| {
+            b.iter_custom(|requests| {
+                let (took, report) = load(addr, requests);
+                assert_eq!(report.failed, 0, "{name}: {:?}", report.errors);
+                took
+            });
+        });
+    }
+    group.finish();
+}
+
+fn idle_scaling(c: &mut Criterion) {
+    let wanted = IDLE.iter().max().unwrap() + CONCURRENCY + 256;
+    // The servers inherit this process's limit, so one raise covers both
+    // ends of the idle connections.
+    let limit = match tests::limits::raise_nofile(wanted as u64) {
+        Ok(limit) => limit,
+        Err(why) => {
+            eprintln!("idle_scaling: {why}; running only the idle counts that fit");
+            // SAFETY: getrlimit fills the struct we pass.
+            unsafe {
+                let mut l: libc::rlimit = std::mem::zeroed();
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+                l.rlim_cur
+            }
+        }
+    };
+    let mut group = c.benchmark_group("idle_scaling");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(1));
+    for name in servers() {
+        let server = start(name);
+        let addr = server.addr();
+        for idle in IDLE {
+            if (idle + CONCURRENCY + 256) as u64 > limit {
+                eprintln!("idle_scaling/{name}/{idle}: skipped, needs `ulimit -n {wanted}`");
+                continue;
+            }
+            let held = match loadgen::open_idle(addr, idle) {
+                Ok(held) => held,
+                Err(err) => {
+                    eprintln!("idle_scaling/{name}/{idle}: skipped: {err:#}");
+                    continue;
+                }
+            };
+            let cpu_before = loadgen::process_cpu(server.pid()).unwrap();
+            let mut served = 0u64;
+            let mut failed = 0u64;
+            group.bench_with_input(BenchmarkId::new(name, idle), &idle, |b, _| {
+                b.iter_custom(|requests| {
+                    let (took, report) = load(addr, requests);
+                    served += report.completed;
+                    failed += report.failed;
+                    took
+                });
+            });
+            let cpu = loadgen::process_cpu(server.pid()).unwrap() - cpu_before;
+            eprintln!(
+                "idle_scaling/{name}/{idle}: server CPU {:.1} µs per request over {served} requests{}",
+                cpu.as_secs_f64() * 1e6 / served.max(1) as f64,
+                if failed > 0 {
+                    format!(", {failed} FAILED")
+                } else {
+                    String::new()
+                }
+            );
+            drop(held);
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, latency, throughput, idle_scaling);
+criterion_main!(benches);
