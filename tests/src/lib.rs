@@ -14,6 +14,7 @@
 pub mod binaries;
 pub mod client;
 pub mod limits;
+pub mod piped_stdin;
 pub mod process;
 pub mod server;
 pub mod wait;
