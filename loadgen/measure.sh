@@ -13,7 +13,7 @@
 #      each with its own CPU time and the server's;
 #   3. the listen-backlog experiment: example04 with --backlog 1, 50, 1024.
 #
-# Settings (environment): ROUNDS=3 N=20000 IDLE=10000 BACKLOG_N=5000 PAUSE=1.
+# Settings (environment): ROUNDS=3 N=20000 IDLE=10000 BACKLOG_SECONDS=3 PAUSE=1.
 # Each run's connections leave the *server's* side in TIME_WAIT (the server
 # closes first), not ours; PAUSE seconds between runs let the machine settle.
 # Server CPU time comes from /proc/PID/stat in clock ticks (10 ms): with N =
@@ -24,28 +24,44 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 N=${N:-20000}
 IDLE=${IDLE:-10000}
-BACKLOG_N=${BACKLOG_N:-5000}
+BACKLOG_SECONDS=${BACKLOG_SECONDS:-3}
 PAUSE=${PAUSE:-1}
 CONCURRENCY=100
 BODY='Hello, world!'
 
 say() { printf '%s\n' "$*" >&2; }
 
-# Every bin target of the example packages from step 3 on (01 and 02 serve
-# one client at a time: 100 concurrent clients would measure only waiting).
-mapfile -t SERVERS < <(cargo metadata --no-deps --format-version 1 |
-    jq -r '.packages[] | select(.name | test("^example0[3-8]")) | .targets[] |
-           select(.kind == ["bin"]) | .name' | sort)
-say "servers: ${SERVERS[*]}"
-mapfile -t PACKAGES < <(cargo metadata --no-deps --format-version 1 |
-    jq -r '.packages[] | select(.name | test("^example0[3-8]")) | "-p\n" + .name')
-cargo build --release -q -p loadgen "${PACKAGES[@]}" >&2
+# The servers: "label binary arguments...". Steps 01 and 02 serve one
+# client at a time (100 concurrent clients would measure only waiting);
+# steps 07 and 08 take part once their packages are in the workspace.
+mapfile -t PACKAGES < <(cargo metadata --no-deps --format-version 1 | jq -r '.packages[].name')
+has() { printf '%s\n' "${PACKAGES[@]}" | grep -qx "$1"; }
+SERVERS=(
+    "example03_epoll_level example03_epoll_level"
+    "example04_epoll_edge example04_epoll_edge"
+    "example05_cork example05_cork"
+    "example06_nodelay example06_nodelay"
+)
+build=(-p loadgen -p example03_epoll_level -p example04_epoll_edge -p example05_cork -p example06_nodelay)
+if has example07_threads; then
+    # One thread per connection, the idle ones too: allow enough threads.
+    SERVERS+=("example07_threads example07_threads --max-threads $((IDLE + 1000))")
+    build+=(-p example07_threads)
+fi
+if has example08_select_poll; then
+    # select cannot watch an fd of 1024 or more: no idle runs for it.
+    SERVERS+=("example08_select example08_select_poll --poller select"
+        "example08_poll example08_select_poll --poller poll")
+    build+=(-p example08_select_poll)
+fi
+say "servers: $(printf '%s, ' "${SERVERS[@]%% *}")"
+cargo build --release -q "${build[@]}" >&2
 LOADGEN=target/release/loadgen
 
 # The machine, for the report.
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-printf '{"machine": "%s cores, %s, Linux %s, somaxconn %s"}\n' \
-    "$(nproc)" "$cpu" "$(uname -r)" "$(cat /proc/sys/net/core/somaxconn)"
+printf '{"machine": "%s cores, %s, Linux %s, somaxconn %s, load average at the start %s"}\n' \
+    "$(nproc)" "$cpu" "$(uname -r)" "$(cat /proc/sys/net/core/somaxconn)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Each connection is a file descriptor here and at the server; the servers
 # inherit this limit.
@@ -121,15 +137,19 @@ ab_run() {
 }
 
 # 1. The servers side by side.
-for server in "${SERVERS[@]}"; do
-    say "== $server"
-    start_server "$server" || continue
+for entry in "${SERVERS[@]}"; do
+    read -r label binary args <<<"$entry"
+    say "== $label"
+    # shellcheck disable=SC2086 # the arguments split on purpose
+    start_server "$binary" $args || continue
     for _ in $(seq "$ROUNDS"); do
-        run "$server" "$SPID" -c "$CONCURRENCY" -n "$N" "http://$SADDR/"
+        run "$label" "$SPID" -c "$CONCURRENCY" -n "$N" "http://$SADDR/"
     done
-    for _ in $(seq "$ROUNDS"); do
-        run "$server" "$SPID" -c "$CONCURRENCY" -n "$N" --idle "$IDLE" "http://$SADDR/"
-    done
+    if [[ $label != example08_select ]]; then
+        for _ in $(seq "$ROUNDS"); do
+            run "$label" "$SPID" -c "$CONCURRENCY" -n "$N" --idle "$IDLE" "http://$SADDR/"
+        done
+    fi
     stop_server
 done
 
@@ -190,12 +210,15 @@ else
     say "ab is not installed: no comparison (apt-get install -y apache2-utils)"
 fi
 
-# 3. The listen backlog.
+# 3. The listen backlog. A run starts new requests for BACKLOG_SECONDS, then
+# waits for the last ones: up to --timeout 30, since with backlog 1 some
+# connections stall for tens of seconds (their handshake's last ACK was
+# dropped while the accept queue was full).
 for backlog in 1 50 1024; do
     say "== backlog $backlog"
     start_server example04_epoll_edge --backlog "$backlog"
     for _ in $(seq "$ROUNDS"); do
-        run "backlog $backlog" "$SPID" -c "$CONCURRENCY" -n "$BACKLOG_N" --timeout 30 "http://$SADDR/"
+        run "backlog $backlog" "$SPID" -c "$CONCURRENCY" --duration "$BACKLOG_SECONDS" --timeout 30 "http://$SADDR/"
     done
     stop_server
 done

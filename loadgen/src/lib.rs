@@ -318,6 +318,13 @@ pub fn start(config: Config, server_pid: Option<u32>) -> anyhow::Result<Running>
         bail!("concurrency and threads must be at least 1");
     }
     let idle = open_idle(config.target.addr, config.idle)?;
+    if !idle.is_empty() {
+        // The server accepts in arrival order: once a request on a newer
+        // connection is answered, it has accepted every idle one, and the
+        // CPU that cost it stays out of the measurement.
+        fence(&config.target, config.timeout)
+            .context("the server did not answer after the idle connections were opened")?;
+    }
     let server = match server_pid {
         Some(pid) => Some((pid, process_cpu(pid)?)),
         None => None,
@@ -457,6 +464,15 @@ pub fn open_idle(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpStream
         idle.push(stream);
     }
     Ok(idle)
+}
+
+/// One request with a blocking socket; Ok once the server has closed.
+fn fence(target: &Target, timeout: Duration) -> io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&target.addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(&target.request())?;
+    io::copy(&mut stream, &mut io::sink())?;
+    Ok(())
 }
 
 /// One connection slot of an event loop.

@@ -32,22 +32,59 @@ const IDLE: [usize; 3] = [0, 1_000, 10_000];
 /// Clients at once in the throughput groups.
 const CONCURRENCY: usize = 100;
 
-/// The servers to compare: the epoll examples, and the thread-per-connection
-/// and select/poll servers when their packages exist (each package's binary
-/// carries its name).
-fn servers() -> Vec<&'static str> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut names = tests::CONCURRENT_SERVERS.to_vec();
-    for optional in ["example07_threads", "example08_select", "example08_poll"] {
-        if workspace.join(optional).join("Cargo.toml").exists() {
-            names.push(optional);
-        }
-    }
-    names
+/// A server to compare: a name for the report, its binary, its arguments.
+struct Contender {
+    name: &'static str,
+    binary: &'static str,
+    args: &'static [&'static str],
+    /// The most connections it can watch (select: fds below FD_SETSIZE).
+    max_connections: usize,
 }
 
-fn start(name: &str) -> Server {
-    Server::start(name, &["--quiet"])
+/// The servers to compare: the epoll examples, and the thread-per-connection
+/// and select/poll servers when their packages exist.
+fn contenders() -> Vec<Contender> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let exists = |package: &str| workspace.join(package).join("Cargo.toml").exists();
+    let mut all: Vec<Contender> = tests::CONCURRENT_SERVERS
+        .iter()
+        .map(|&name| Contender {
+            name,
+            binary: name,
+            args: &["--quiet"],
+            max_connections: usize::MAX,
+        })
+        .collect();
+    if exists("example07_threads") {
+        all.push(Contender {
+            name: "example07_threads",
+            binary: "example07_threads",
+            // One thread per connection, idle ones included: allow enough
+            // threads for the largest idle count, or the clients get 503.
+            args: &["--quiet", "--max-threads", "11000"],
+            max_connections: usize::MAX,
+        });
+    }
+    if exists("example08_select_poll") {
+        all.push(Contender {
+            name: "example08_select",
+            binary: "example08_select_poll",
+            args: &["--quiet", "--poller", "select"],
+            // fds 0-2, the listener, the signalfd: the rest of 1024.
+            max_connections: 1000,
+        });
+        all.push(Contender {
+            name: "example08_poll",
+            binary: "example08_select_poll",
+            args: &["--quiet", "--poller", "poll"],
+            max_connections: usize::MAX,
+        });
+    }
+    all
+}
+
+fn start(contender: &Contender) -> Server {
+    Server::start(contender.binary, contender.args)
 }
 
 /// `requests` requests from 100 clients at once; the wall time they took.
@@ -74,8 +111,9 @@ fn latency(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(2));
     group.warm_up_time(Duration::from_millis(500));
     group.throughput(Throughput::Elements(1));
-    for name in servers() {
-        let server = start(name);
+    for contender in contenders() {
+        let name = contender.name;
+        let server = start(&contender);
         let addr = server.addr();
         group.bench_function(name, |b| {
             b.iter(|| assert_eq!(std::hint::black_box(request(addr, GET)), RESPONSE));
@@ -90,8 +128,9 @@ fn throughput(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(1));
-    for name in servers() {
-        let server = start(name);
+    for contender in contenders() {
+        let name = contender.name;
+        let server = start(&contender);
         let addr = server.addr();
         group.bench_function(name, |b| {
             b.iter_custom(|requests| {
@@ -125,10 +164,18 @@ fn idle_scaling(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(1));
-    for name in servers() {
-        let server = start(name);
+    for contender in contenders() {
+        let name = contender.name;
+        let server = start(&contender);
         let addr = server.addr();
         for idle in IDLE {
+            if idle + CONCURRENCY > contender.max_connections {
+                eprintln!(
+                    "idle_scaling/{name}/{idle}: skipped, it watches at most {} connections",
+                    contender.max_connections
+                );
+                continue;
+            }
             if (idle + CONCURRENCY + 256) as u64 > limit {
                 eprintln!("idle_scaling/{name}/{idle}: skipped, needs `ulimit -n {wanted}`");
                 continue;
