@@ -82,6 +82,29 @@ fn a_client_hang_up_is_logged_and_closed() {
     server.assert_back_to(baseline);
 }
 
+/// Every fd is watched for EPOLLIN (and EPOLLRDHUP), never EPOLLOUT. The
+/// Python registers with no mask, which means POLLIN|POLLPRI|POLLOUT: an
+/// idle connection is always writable, so its level-triggered loop never
+/// sleeps.
+#[test]
+fn nothing_is_watched_for_epollout() {
+    let dir = TempDir::new("mask");
+    let server = Server::start(NAME, &["--watch", dir.0.to_str().unwrap()]);
+    let client = connect(server.addr());
+    let me = client.local_addr().unwrap();
+    let accepted = format!("client {me}: watching");
+    assert!(server.wait_for_stderr(PATIENCE, |log| log.contains(&accepted)));
+    let interest = epoll_interest(server.pid());
+    // The signalfd, the inotify fd, the listener and the client.
+    assert_eq!(interest.len(), 4, "{interest:?}");
+    const EPOLLIN: u32 = 0x1;
+    const EPOLLOUT: u32 = 0x4;
+    for (fd, events) in interest {
+        assert_eq!(events & EPOLLOUT, 0, "fd {fd} is watched for EPOLLOUT");
+        assert_ne!(events & EPOLLIN, 0, "fd {fd} is not watched for EPOLLIN");
+    }
+}
+
 /// A client that aborts its connection (RST) is logged as gone.
 #[test]
 fn a_client_reset_is_logged_and_closed() {
