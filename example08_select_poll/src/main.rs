@@ -342,6 +342,8 @@ impl Server {
 /// see example 7's `refuse`.)
 fn refuse(mut stream: TcpStream, why: std::fmt::Arguments<'_>) {
     let _ = stream.write_all(UNAVAILABLE);
+    // Closed before the message: once it is printed, the fd is free again.
+    drop(stream);
     common::warn(format_args!("refused a connection: {why}"));
 }
 

@@ -2,7 +2,7 @@
 //! like the epoll servers, but every connection costs a thread, which
 //! epoll's do not; and a cap keeps the thread count bounded.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
@@ -63,6 +63,30 @@ fn garbage_then_a_request() {
     {
         let mut stream = connect(server.addr());
         stream.write_all(&[0xff, 0x00, 0xfe, b'\r', 0x80]).unwrap();
+    }
+    assert_eq!(request(server.addr(), GET), RESPONSE);
+}
+
+/// 64 KiB without an end: past the 32 KiB cap. The server answers 431 and
+/// closes (the client may see a reset instead, since the server does not
+/// read the rest), and answers the next client.
+#[test]
+fn oversized_request_is_refused() {
+    let server = quiet(&[]);
+    let mut stream = connect(server.addr());
+    match tests::exchange(&mut stream, &vec![b'a'; 64 * 1024]) {
+        Ok(response) => assert!(
+            response.starts_with(b"HTTP/1.0 431 "),
+            "unexpected answer: {:?}",
+            String::from_utf8_lossy(&response)
+        ),
+        Err(err) => assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ),
+            "unexpected error: {err}"
+        ),
     }
     assert_eq!(request(server.addr(), GET), RESPONSE);
 }
