@@ -188,6 +188,12 @@ fn main() -> common::MainResult {
         }
 
         for event in &events[..ready] {
+            // The token is the fd number, as in the Python. A number is
+            // reused once its fd is closed, so an event still queued in this
+            // batch for a client just closed could reach a client accepted
+            // since under the same number: it would find nothing to read
+            // (WouldBlock) and no harm done, but the log would blame the new
+            // client. Example 10 uses tokens that are never reused.
             let fd = event.data() as RawFd;
             let flags = event.events();
             let Some(what) = watched.get(&fd) else {
@@ -482,6 +488,7 @@ fn forget(epoll: &Epoll, watched: &mut HashMap<RawFd, Watched>, fd: RawFd) {
 }
 // ANCHOR_END: forget
 
+// ANCHOR: log
 /// One log line on stderr: `2026-11-24 10:39:19.104Z fd 5 client
 /// 127.0.0.1:40000: EPOLLIN|EPOLLRDHUP`. One write per line, so lines never
 /// interleave; a closed stderr is ignored.
@@ -495,6 +502,7 @@ fn note(fd: RawFd, message: std::fmt::Arguments<'_>) {
     let line = format!("{}   fd {fd}: {message}\n", timestamp::now());
     let _ = io::stderr().lock().write_all(line.as_bytes());
 }
+// ANCHOR_END: log
 
 #[cfg(test)]
 mod tests {
