@@ -1,0 +1,174 @@
+//! Checkers for the book's exercises: each fails until its exercise is done.
+//!
+//! They are `#[ignore]`d, so `cargo test --workspace` passes on an unsolved
+//! checkout. Run one by name:
+//!
+//! ```sh
+//! cargo test -p tests --test exercises exercise_03_keep_alive -- --ignored
+//! ```
+//!
+//! `.ci/exercises` runs each one on the unsolved sources (it must fail) and
+//! after applying `exercises/NN_name/solution.patch` (it must pass).
+
+use std::io::{ErrorKind, Read, Write};
+use std::thread;
+use std::time::Duration;
+
+use tests::client::PATIENCE;
+use tests::{GET, RESPONSE, Server, connect, request};
+
+/// Reads exactly one response's worth of bytes, or fails the test with what
+/// the server did instead.
+fn read_one_response(stream: &mut std::net::TcpStream, what: &str) {
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut response = vec![0u8; RESPONSE.len()];
+    match stream.read_exact(&mut response) {
+        Ok(()) => assert_eq!(response, RESPONSE, "{what}: wrong bytes"),
+        Err(err) => panic!("{what}: no complete response ({err}); is the connection kept open?"),
+    }
+}
+
+/// Exercise 02: example02 gives up on a client that sends nothing, so the
+/// next client is answered while the silent one is still connected.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_02_read_timeout() {
+    let server = Server::start("example02_loop", &["--quiet"]);
+    let silent = connect(server.addr());
+    let mut other = connect(server.addr());
+    other.write_all(GET).unwrap();
+    // The exercise asks for a 2-second timeout; allow five times that.
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut response = Vec::new();
+    let outcome = other.read_to_end(&mut response);
+    drop(silent);
+    match outcome {
+        Ok(_) => assert_eq!(response, RESPONSE),
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("no answer within 10 s while a silent client was connected")
+        }
+        Err(err) => panic!("unexpected error: {err}"),
+    }
+}
+
+/// Exercise 03a: example03 answers every request on a connection, one after
+/// another and pipelined (two requests in one write).
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_03_keep_alive() {
+    let server = Server::start("example03_epoll_level", &["--quiet"]);
+    let mut client = connect(server.addr());
+    for i in 0..3 {
+        client.write_all(GET).unwrap();
+        read_one_response(&mut client, &format!("request {i} on one connection"));
+    }
+    let mut two = GET.to_vec();
+    two.extend_from_slice(GET);
+    client.write_all(&two).unwrap();
+    read_one_response(&mut client, "first of two pipelined requests");
+    read_one_response(&mut client, "second of two pipelined requests");
+    // Other clients are still served meanwhile.
+    let mut other = connect(server.addr());
+    other.write_all(GET).unwrap();
+    read_one_response(&mut other, "another client");
+}
+
+/// The interest entries the server's epoll instance holds now.
+fn interest_count(server: &Server) -> usize {
+    tests::process::epoll_interest(server.pid()).len()
+}
+
+/// Exercise 03b: with `--max-connections 2` and two clients connected, a
+/// third is closed unanswered; once one leaves, the next is served.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_03_connection_cap() {
+    let server = Server::start(
+        "example03_epoll_level",
+        &["--quiet", "--max-connections", "2"],
+    );
+    let baseline = interest_count(&server);
+    let first = connect(server.addr());
+    let _second = connect(server.addr());
+    assert!(
+        tests::wait_until(PATIENCE, || interest_count(&server) == baseline + 2),
+        "the server never registered two connections"
+    );
+
+    let mut third = connect(server.addr());
+    let _ = third.write_all(GET);
+    third.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut response = Vec::new();
+    match third.read_to_end(&mut response) {
+        Ok(_) => assert!(
+            response.is_empty(),
+            "the third client was answered: {:?}",
+            String::from_utf8_lossy(&response)
+        ),
+        Err(err) if err.kind() == ErrorKind::ConnectionReset => {}
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("the third client was left waiting, not closed")
+        }
+        Err(err) => panic!("unexpected error: {err}"),
+    }
+    assert_eq!(interest_count(&server), baseline + 2, "cap exceeded");
+
+    drop(first);
+    assert!(
+        tests::wait_until(PATIENCE, || interest_count(&server) == baseline + 1),
+        "the server never noticed the first client leave"
+    );
+    assert_eq!(request(server.addr(), GET), RESPONSE);
+}
+
+const EPOLLONESHOT: u32 = 1 << 30;
+
+/// Exercise 04: example04 registers connections with EPOLLONESHOT (the
+/// kernel's record says so) and re-arms them, so it still answers a plain
+/// request, a 6 KiB one read in several pieces, and 50 clients at once.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_04_oneshot() {
+    let server = Server::start("example04_epoll_edge", &["--quiet"]);
+    let before: Vec<i32> = tests::process::epoll_interest(server.pid())
+        .iter()
+        .map(|(fd, _)| *fd)
+        .collect();
+    let _silent = connect(server.addr());
+    let mut entry = None;
+    let found = tests::wait_until(PATIENCE, || {
+        entry = tests::process::epoll_interest(server.pid())
+            .into_iter()
+            .find(|(fd, _)| !before.contains(fd));
+        entry.is_some()
+    });
+    assert!(found, "the server never registered the new connection");
+    let events = entry.unwrap().1;
+    assert_ne!(
+        events & EPOLLONESHOT,
+        0,
+        "connection registered without EPOLLONESHOT: {events:#x}"
+    );
+
+    assert_eq!(request(server.addr(), GET), RESPONSE);
+    // A request sent in two parts needs the entry re-armed after the first.
+    let mut split = connect(server.addr());
+    split.write_all(b"GET / HTTP/1.0\r\n").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    split.write_all(b"X-Filler: ").unwrap();
+    split.write_all(&[b'x'; 6000]).unwrap();
+    split.write_all(b"\r\n\r\n").unwrap();
+    read_one_response(&mut split, "a request sent in parts");
+
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let addr = server.addr();
+            thread::spawn(move || request(addr, GET))
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), RESPONSE);
+    }
+}
