@@ -32,3 +32,5 @@ pair example02_loop example03_epoll_level
 pair example03_epoll_level example04_epoll_edge
 pair example03_epoll_level example05_cork
 pair example03_epoll_level example06_nodelay
+pair example02_loop example07_threads
+pair example03_epoll_level example08_select_poll
