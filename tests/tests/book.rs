@@ -173,3 +173,37 @@ fn the_book_shows_todays_diffs() {
         "stale diffs in book/src/diffs: {stale:?}; run book/gen-diffs.sh and commit"
     );
 }
+
+/// Every exercise in exercises/ names a checker that exists in
+/// tests/tests/exercises.rs and is listed in the book's exercise table, and
+/// has a reference solution.
+#[test]
+fn every_exercise_has_a_checker_a_solution_and_a_page() {
+    let checkers = fs::read_to_string(root().join("tests/tests/exercises.rs"))
+        .expect("tests/tests/exercises.rs");
+    let page =
+        fs::read_to_string(root().join("book/src/exercises.md")).expect("book/src/exercises.md");
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for entry in fs::read_dir(root().join("exercises")).expect("exercises/") {
+        let dir = entry.expect("entry").path();
+        count += 1;
+        let name = fs::read_to_string(dir.join("checker")).unwrap_or_default();
+        let name = name.trim();
+        if name.is_empty() {
+            problems.push(format!("{}: no checker file", dir.display()));
+            continue;
+        }
+        if !checkers.contains(&format!("fn {name}()")) {
+            problems.push(format!("{name}: no such test in exercises.rs"));
+        }
+        if !page.contains(&format!("`{name}`")) {
+            problems.push(format!("{name}: not in book/src/exercises.md"));
+        }
+        if !dir.join("solution.patch").is_file() {
+            problems.push(format!("{}: no solution.patch", dir.display()));
+        }
+    }
+    assert!(count > 0, "no exercises found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

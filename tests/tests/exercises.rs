@@ -28,6 +28,23 @@ fn read_one_response(stream: &mut std::net::TcpStream, what: &str) {
     }
 }
 
+/// Exercise 01: example01 answers with the URL it was asked for, as a
+/// plain-text body with the right Content-Length.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_01_echo_url() {
+    let server = Server::start("example01_blocking", &["--quiet"]);
+    let response = request(server.addr(), b"GET /hello/world HTTP/1.0\r\n\r\n");
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    assert_eq!(body, "/hello/world", "the body is not the URL");
+    assert!(
+        head.lines().any(|line| line == "Content-Length: 12"),
+        "no Content-Length: 12 in\n{head}"
+    );
+}
+
 /// Exercise 02: example02 gives up on a client that sends nothing, so the
 /// next client is answered while the silent one is still connected.
 #[test]
@@ -171,4 +188,32 @@ fn exercise_04_oneshot() {
     for client in clients {
         assert_eq!(client.join().unwrap(), RESPONSE);
     }
+}
+
+/// The names of the threads of process `pid` (from /proc/PID/task/*/comm).
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
+/// Exercise 07: example07 names each connection's thread `conn-PORT`, after
+/// the client's port, so `ps -L` and `top -H` show who is served.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_07_thread_names() {
+    let server = Server::start("example07_threads", &["--quiet"]);
+    let silent = connect(server.addr());
+    let wanted = format!("conn-{}", silent.local_addr().unwrap().port());
+    let found = tests::wait_until(PATIENCE, || thread_names(server.pid()).contains(&wanted));
+    assert!(
+        found,
+        "no thread named {wanted}: {:?}",
+        thread_names(server.pid())
+    );
+    drop(silent);
 }
