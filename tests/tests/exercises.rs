@@ -12,7 +12,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tests::client::PATIENCE;
 use tests::{GET, RESPONSE, Server, connect, request};
@@ -216,4 +216,33 @@ fn exercise_07_thread_names() {
         thread_names(server.pid())
     );
     drop(silent);
+}
+
+/// Exercise 06: with Nagle on (`--no-nodelay`) and no cork, example06 no
+/// longer stalls on a kept-alive connection: requests after the first
+/// take under 10 ms (a Nagle stall waits for a 40 ms delayed ACK).
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_06_one_write() {
+    let server = Server::start(
+        "example06_nodelay",
+        &["--quiet", "--keep-alive", "--no-nodelay"],
+    );
+    let mut stream = connect(server.addr());
+    let mut times = Vec::new();
+    for round in 0..12 {
+        let start = Instant::now();
+        stream.write_all(GET).unwrap();
+        read_one_response(&mut stream, "a kept-alive request");
+        // The first exchange is acknowledged at once (quick ACK mode).
+        if round > 0 {
+            times.push(start.elapsed());
+        }
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    assert!(
+        median < Duration::from_millis(10),
+        "requests on a kept-alive connection still stall: median {median:?}"
+    );
 }
