@@ -246,3 +246,21 @@ fn exercise_06_one_write() {
         "requests on a kept-alive connection still stall: median {median:?}"
     );
 }
+
+/// Exercise 09: example09 watches a timerfd with `--tick-ms`, and logs a
+/// tick at each expiry (reading the count, or it would spin).
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_09_timer() {
+    let server = Server::start("example09_watch_fds", &["--quiet", "--tick-ms", "50"]);
+    let ticked = server.wait_for_stderr(PATIENCE, |err| err.matches(": tick").count() >= 3);
+    assert!(ticked, "fewer than 3 ticks logged:\n{}", server.stderr());
+    // Each expiry is read: a tick per event, not a flood of events.
+    let log = server.stderr();
+    let events = log.matches("timerfd: EPOLLIN").count();
+    let ticks = log.matches(": tick").count();
+    assert!(
+        events <= ticks + 1,
+        "{events} timer events for {ticks} ticks: is the count read?"
+    );
+}
