@@ -264,3 +264,35 @@ fn exercise_09_timer() {
         "{events} timer events for {ticks} ticks: is the count read?"
     );
 }
+
+/// Exercise 10: example10 serves a second server (`--also ADDR`, answering
+/// `Hello, world!`) on the same loop, beside the URL echo.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_10_second_server() {
+    let server = Server::start(
+        "example10_event_loop",
+        &["--quiet", "--also", "127.0.0.1:0"],
+    );
+    let mut second = None;
+    let found = server.wait_for_stdout(PATIENCE, |out| {
+        out.lines().any(|line| line.starts_with("listening on "))
+    });
+    assert!(found, "no second `listening on` line:\n{}", server.stdout());
+    for line in server.stdout().lines() {
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            second = addr.trim().parse::<std::net::SocketAddr>().ok();
+        }
+    }
+    let second = second.expect("a second address");
+    assert_ne!(second, server.addr());
+    assert_eq!(request(second, GET), RESPONSE, "the second server");
+    let echoed = request(server.addr(), b"GET /still-here HTTP/1.0\r\n\r\n");
+    assert!(
+        String::from_utf8_lossy(&echoed).ends_with("still-here"),
+        "the echo server no longer echoes: {:?}",
+        String::from_utf8_lossy(&echoed)
+    );
+    // One thread serves both.
+    assert_eq!(tests::process::threads(server.pid()), 1);
+}
