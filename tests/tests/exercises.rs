@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tests::client::PATIENCE;
-use tests::{GET, RESPONSE, Server, connect, request};
+use tests::{GET, RESPONSE, Server, connect, request, tcp_info};
 
 /// Reads exactly one response's worth of bytes, or fails the test with what
 /// the server did instead.
@@ -295,4 +295,24 @@ fn exercise_10_second_server() {
     );
     // One thread serves both.
     assert_eq!(tests::process::threads(server.pid()), 1);
+}
+
+/// Exercise 05: example05 `--keep-alive` keeps the cork in across two
+/// pipelined requests, so both responses leave in one data segment (the
+/// client's TCP_INFO counts them).
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_05_cork_pipeline() {
+    let server = Server::start("example05_cork", &["--quiet", "--keep-alive"]);
+    // Three connections, so one lucky or unlucky run cannot decide.
+    for _ in 0..3 {
+        let mut stream = connect(server.addr());
+        let mut two = GET.to_vec();
+        two.extend_from_slice(GET);
+        stream.write_all(&two).unwrap();
+        read_one_response(&mut stream, "first pipelined request");
+        read_one_response(&mut stream, "second pipelined request");
+        let segments = tcp_info(&stream).tcpi_data_segs_in;
+        assert_eq!(segments, 1, "two responses took {segments} data segments");
+    }
 }
