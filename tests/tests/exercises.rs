@@ -316,3 +316,48 @@ fn exercise_05_cork_pipeline() {
         assert_eq!(segments, 1, "two responses took {segments} data segments");
     }
 }
+
+/// The (watched, ready) pairs of the `waited on N fds, M ready` lines.
+fn wait_stats(stderr: &str) -> Vec<(usize, usize)> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split_once("waited on ")?.1;
+            let (watched, rest) = rest.split_once(" fds, ")?;
+            let ready = rest.strip_suffix(" ready")?;
+            Some((watched.parse().ok()?, ready.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Exercise 08: example08 `--stats` reports each wait's size: with 20 idle
+/// clients, a wait is handed 22 fds to find 1 ready (poll's O(n)).
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_08_wait_stats() {
+    let server = Server::start(
+        "example08_select_poll",
+        &["--quiet", "--poller", "poll", "--stats"],
+    );
+    let idle: Vec<_> = (0..20).map(|_| connect(server.addr())).collect();
+    // A line is printed when its wait returns. The wait that found the
+    // 20th client watched 21 fds; the next one (22 fds) sleeps until the
+    // request below.
+    let all_accepted = server.wait_for_stderr(PATIENCE, |err| {
+        wait_stats(err).iter().any(|&(watched, _)| watched >= 21)
+    });
+    assert!(
+        all_accepted,
+        "no wait on 21 fds (signalfd, listener, 19 clients):\n{}",
+        server.stderr()
+    );
+    assert_eq!(request(server.addr(), GET), RESPONSE);
+    let stats = wait_stats(&server.stderr());
+    assert!(
+        stats
+            .iter()
+            .any(|&(watched, ready)| watched >= 22 && ready == 1),
+        "no wait that watched 22 or more fds and found 1 ready: {stats:?}"
+    );
+    drop(idle);
+}
