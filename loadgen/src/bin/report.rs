@@ -154,10 +154,7 @@ fn tables(machine: &[String], rows: &[Row]) -> String {
          | server | idle held | rounds | requests/s | server CPU µs/request | p50 ms | p99 ms | max ms | errors | loadgen CPU µs/request |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for r in rows
-        .iter()
-        .filter(|r| r.client == "loadgen" && !is_backlog(r))
-    {
+    for r in rows.iter().filter(|r| is_side_by_side(r)) {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} of {} | {:.1} |",
@@ -244,11 +241,17 @@ fn bar_chart(title: &str, unit: &str, categories: &[String], series: &[Series]) 
     let plot = width - left - right;
     let group = bar * series.len() as f64 + gap;
     let height = top + group * categories.len() as f64 + 20.0;
-    let max = series
+    let all: Vec<f64> = series
         .iter()
-        .flat_map(|s| s.values.iter().flatten())
-        .fold(0.0f64, |m, v| m.max(*v))
-        .max(1e-9);
+        .flat_map(|s| s.values.iter().flatten().copied())
+        .collect();
+    let width_of = scale(&all, plot);
+    let log = width_of.log;
+    let title = if log {
+        format!("{title} (log scale)")
+    } else {
+        title.to_owned()
+    };
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -258,7 +261,7 @@ fn bar_chart(title: &str, unit: &str, categories: &[String], series: &[Series]) 
     let _ = writeln!(
         svg,
         r#"<text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
-        escape(title)
+        escape(&title)
     );
     let mut legend_x = left;
     for s in series {
@@ -284,7 +287,7 @@ fn bar_chart(title: &str, unit: &str, categories: &[String], series: &[Series]) 
             let y = y0 + bar * j as f64;
             match s.values.get(i).copied().flatten() {
                 Some(v) => {
-                    let w = plot * v / max;
+                    let w = width_of.width(v);
                     let _ = writeln!(
                         svg,
                         r#"<rect x="{left}" y="{y}" width="{w:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{}">{} {}</text>"#,
@@ -315,6 +318,41 @@ fn bar_chart(title: &str, unit: &str, categories: &[String], series: &[Series]) 
     );
     svg.push_str("</svg>\n");
     svg
+}
+
+/// How long a bar is for a value.
+struct Scale {
+    log: bool,
+    floor: f64,
+    max: f64,
+    plot: f64,
+}
+
+impl Scale {
+    fn width(&self, v: f64) -> f64 {
+        let w = if self.log {
+            self.plot * (v.max(self.floor) / self.floor).ln() / (self.max / self.floor).ln()
+        } else {
+            self.plot * v / self.max
+        };
+        w.max(1.0)
+    }
+}
+
+/// A linear scale, unless the largest value is more than 20 times the
+/// median (10,000 idle connections under poll; a 28 s stall next to 5 ms):
+/// then a logarithmic one, so the small bars stay readable.
+fn scale(values: &[f64], plot: f64) -> Scale {
+    let max = values.iter().copied().fold(0.0f64, f64::max).max(1e-9);
+    let positive: Vec<f64> = values.iter().copied().filter(|v| *v > 0.0).collect();
+    let log = max > 20.0 * median(positive.clone());
+    let floor = positive.iter().copied().fold(max, f64::min) / 2.0;
+    Scale {
+        log,
+        floor: floor.max(1e-9),
+        max,
+        plot,
+    }
 }
 
 fn format_value(v: f64) -> String {
@@ -497,6 +535,17 @@ mod tests {
         assert_eq!(rows[0].rps, 20.0);
         assert_eq!(rows[0].server_cpu, Some(6.0));
         assert_eq!(rows[0].completed, 30);
+    }
+
+    #[test]
+    fn scale_turns_logarithmic_for_outliers() {
+        let linear = scale(&[10.0, 20.0, 40.0], 100.0);
+        assert!(!linear.log);
+        assert_eq!(linear.width(20.0), 50.0);
+        let log = scale(&[20.0, 21.0, 22.0, 1000.0], 100.0);
+        assert!(log.log);
+        assert_eq!(log.width(1000.0), 100.0);
+        assert!(log.width(20.0) > 10.0, "small bars stay visible");
     }
 
     #[test]
