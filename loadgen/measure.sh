@@ -8,7 +8,8 @@
 # What it runs, each measurement ROUNDS times (the report shows medians):
 #   1. every concurrent example (03 and up), and nginx with one worker when
 #      it is installed: loadgen -c 100 -n N, with no idle connection and
-#      with IDLE idle connections held open;
+#      with IDLE idle connections held open; all servers run at once and the
+#      rounds take them in turn;
 #   2. loadgen and ab (apache2-utils) in alternating rounds on example04,
 #      each with its own CPU time and the server's;
 #   3. the listen-backlog experiment: example04 with --backlog 1, 50, 1024.
@@ -75,23 +76,30 @@ fi
 
 tmp=$(mktemp -d)
 SPID=
+EXTRA_PIDS=()
 cleanup() {
     if [[ -n $SPID ]]; then kill "$SPID" 2>/dev/null || true; fi
+    for pid in "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [[ -f $tmp/nginx.pid ]]; then kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true; fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
 # start_server BINARY ARGS...: starts it on a free port; sets SPID, SADDR.
+STARTS=0
 start_server() {
-    "target/release/$1" --addr 127.0.0.1:0 --quiet "${@:2}" >"$tmp/out" 2>"$tmp/err" &
+    # Each server its own output files: several run at once.
+    STARTS=$((STARTS + 1))
+    local out=$tmp/out.$STARTS err=$tmp/err.$STARTS
+    : >"$out" # exists before the server has opened it
+    "target/release/$1" --addr 127.0.0.1:0 --quiet "${@:2}" >"$out" 2>"$err" &
     SPID=$!
     for _ in $(seq 100); do
-        SADDR=$(sed -n 's/^listening on //p' "$tmp/out")
+        SADDR=$(sed -n 's/^listening on //p' "$out")
         [[ -n $SADDR ]] && return 0
         sleep 0.1
     done
-    say "$1 did not start: $(cat "$tmp/err")"
+    say "$1 did not start: $(cat "$err")"
     return 1
 }
 
@@ -139,25 +147,21 @@ ab_run() {
         }' "$tmp/ab"
 }
 
-# 1. The servers side by side.
+# 1. The servers side by side. Every server is started first, then each
+# round runs once against each server in turn: whatever else the machine
+# does during the measurement (a build, a browser) then falls on all of
+# them alike, instead of on whichever server happened to be measured then.
+LABELS=() PIDS=() ADDRS=() EXTRA_PIDS=()
 for entry in "${SERVERS[@]}"; do
     read -r label binary args <<<"$entry"
-    say "== $label"
     # shellcheck disable=SC2086 # the arguments split on purpose
     start_server "$binary" $args || continue
-    for _ in $(seq "$ROUNDS"); do
-        run "$label" "$SPID" -c "$CONCURRENCY" -n "$N" "http://$SADDR/"
-    done
-    if [[ $label != example08_select ]]; then
-        for _ in $(seq "$ROUNDS"); do
-            run "$label" "$SPID" -c "$CONCURRENCY" -n "$N" --idle "$IDLE" "http://$SADDR/"
-        done
-    fi
-    stop_server
+    LABELS+=("$label") PIDS+=("$SPID") ADDRS+=("$SADDR")
+    EXTRA_PIDS+=("$SPID")
+    SPID=
 done
 
 if command -v nginx >/dev/null; then
-    say "== nginx (one worker)"
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     mkdir -p "$tmp/logs"
     cat >"$tmp/nginx.conf" <<EOF
@@ -178,6 +182,7 @@ http {
 EOF
     nginx -p "$tmp" -c "$tmp/nginx.conf" &
     master=$!
+    EXTRA_PIDS+=("$master")
     worker=
     for _ in $(seq 100); do
         worker=$(pgrep -P "$master" || true)
@@ -185,20 +190,34 @@ EOF
         sleep 0.1
     done
     if [[ -n $worker ]]; then
-        for _ in $(seq "$ROUNDS"); do
-            run nginx "$worker" -c "$CONCURRENCY" -n "$N" "http://127.0.0.1:$port/"
-        done
-        for _ in $(seq "$ROUNDS"); do
-            run nginx "$worker" -c "$CONCURRENCY" -n "$N" --idle "$IDLE" "http://127.0.0.1:$port/"
-        done
+        # One worker, measured like the examples: its CPU is the worker's.
+        LABELS+=(nginx) PIDS+=("$worker") ADDRS+=("127.0.0.1:$port")
     else
         say "nginx did not start: $(cat "$tmp/logs/error.log" 2>/dev/null)"
     fi
-    kill "$master" 2>/dev/null || true
-    wait "$master" 2>/dev/null || true
 else
     say "nginx is not installed: no nginx rows (apt-get install -y nginx)"
 fi
+
+for round in $(seq "$ROUNDS"); do
+    say "== round $round of $ROUNDS, no idle connection: ${LABELS[*]}"
+    for i in "${!LABELS[@]}"; do
+        run "${LABELS[$i]}" "${PIDS[$i]}" -c "$CONCURRENCY" -n "$N" "http://${ADDRS[$i]}/"
+    done
+done
+for round in $(seq "$ROUNDS"); do
+    say "== round $round of $ROUNDS, $IDLE idle connections held"
+    for i in "${!LABELS[@]}"; do
+        # select cannot watch an fd of 1024 or more: no idle runs for it.
+        [[ ${LABELS[$i]} == example08_select ]] && continue
+        run "${LABELS[$i]}" "${PIDS[$i]}" -c "$CONCURRENCY" -n "$N" --idle "$IDLE" "http://${ADDRS[$i]}/"
+    done
+done
+for pid in "${EXTRA_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+done
+EXTRA_PIDS=()
 
 # 2. loadgen against ab, on the same server, alternating.
 if command -v ab >/dev/null; then
