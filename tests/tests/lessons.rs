@@ -282,3 +282,92 @@ fn accepted_sockets_inherit_nodelay_from_the_listener() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// The listen backlog: a full accept queue drops new clients' SYNs, and they
+// wait for the retransmission timer.
+
+/// Starts a connection without waiting for it: a non-blocking connect(2)
+/// sends the SYN and returns EINPROGRESS.
+fn start_connecting(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(err) => panic!("connect to {addr}: {err}"),
+    }
+    socket.into()
+}
+
+/// Whether the handshake of `stream` completes within `wait`, by the
+/// client's own TCP state in TCP_INFO.
+fn established_within(stream: &std::net::TcpStream, wait: Duration) -> bool {
+    // TCP_ESTABLISHED in the kernel's enum of states (include/net/tcp_states.h).
+    const ESTABLISHED: u8 = 1;
+    tests::wait_until(wait, || tcp_info(stream).tcpi_state == ESTABLISHED)
+}
+
+/// A server that accepts nothing (stopped with SIGSTOP) and three clients
+/// that connect one after another. Returns, per client, whether it got
+/// through the handshake within a second, and its SYN retransmissions
+/// (TCP_INFO's `tcpi_total_retrans`) once it finally did.
+fn three_clients_at_a_stopped_server(backlog: &str) -> Vec<(bool, u32)> {
+    let server = Server::start("example04_epoll_edge", &["--quiet", "--backlog", backlog]);
+    server.signal(libc::SIGSTOP);
+    let stopped = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+        status.contains("\nState:\tT")
+    };
+    assert!(
+        tests::wait_until(PATIENCE, stopped),
+        "the server did not stop"
+    );
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let client = start_connecting(server.addr());
+            // A second is the SYN's first retransmission timeout (RFC
+            // 6298's initial RTO): a client past it has lost its SYN.
+            let quick = established_within(&client, Duration::from_secs(1));
+            (client, quick)
+        })
+        .collect();
+    // Let the server go: it accepts its queue, and the kernel takes the
+    // next retransmitted SYN.
+    server.signal(libc::SIGCONT);
+    clients
+        .into_iter()
+        .map(|(client, quick)| {
+            assert!(established_within(&client, PATIENCE), "never connected");
+            let retransmits = tcp_info(&client).tcpi_total_retrans;
+            client.set_nonblocking(false).unwrap();
+            client.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut client = client;
+            assert_eq!(tests::exchange(&mut client, GET).unwrap(), RESPONSE);
+            (quick, retransmits)
+        })
+        .collect()
+}
+
+#[test]
+fn a_backlog_of_one_makes_the_third_client_wait_for_a_syn_retransmit() {
+    // listen(2): the backlog caps the queue of connections that finished
+    // their handshake and wait for accept(2). Linux queues backlog + 1, and
+    // drops the SYN of a client that finds the queue full (the
+    // ListenOverflows counter); the client sends it again 1 s later, then
+    // 3 s, 7 s... That is the tutorial's `listen(1)` under a burst.
+    let outcome = three_clients_at_a_stopped_server("1");
+    assert_eq!(
+        outcome,
+        [(true, 0), (true, 0), (false, outcome[2].1)],
+        "backlog 1: (connected within 1 s, SYN retransmits) per client"
+    );
+    assert!(
+        outcome[2].1 >= 1,
+        "the third client connected without retransmitting its SYN"
+    );
+    // With the default backlog all three are queued at once.
+    let outcome = three_clients_at_a_stopped_server("1024");
+    assert_eq!(outcome, [(true, 0); 3], "backlog 1024");
+}
