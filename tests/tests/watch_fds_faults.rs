@@ -1,0 +1,496 @@
+//! Issue 6 for example 9, the epoll loop that watches any fd: under load,
+//! faults, bad input and exhaustion it keeps printing what its clients
+//! send, and leaves nothing behind (after each test its fd count and its
+//! epoll interest list are back where they started).
+//!
+//! Where a point of the issue does not apply, a comment says why:
+//! - slow readers, and writes that meet a closed socket (EPIPE): the server
+//!   never writes to a client. It only reads, and prints to its own stdout.
+//! - a cap on a request: there are no requests. Each read of at most 1024
+//!   bytes goes straight to stdout; nothing is kept between reads
+//!   (`megabytes_without_a_newline_keep_memory_bounded`).
+//! - SIGINT and SIGTERM are pinned by `watch_fds.rs` (`stop_signals_exit_0`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use tests::client::PATIENCE;
+use tests::process::{cpu_time, fd_count, status_field};
+use tests::{Holdings, Server, binary, connect, wait_until};
+
+const NAME: &str = "example09_watch_fds";
+
+/// Starts the server and returns it with what it holds: its signalfd,
+/// epoll instance and listener exist before its `listening on` line, so
+/// there is nothing to warm up.
+fn settled_with(configure: impl FnOnce(&mut StdCommand)) -> (Server, Holdings) {
+    let server = Server::start_with(NAME, &[], configure);
+    let baseline = server.idle_holdings();
+    (server, baseline)
+}
+
+fn settled() -> (Server, Holdings) {
+    settled_with(|_| {})
+}
+
+/// Sends `text` from a new client, closes, and waits until the server has
+/// printed it.
+fn assert_prints(server: &Server, text: &str) {
+    connect(server.addr()).write_all(text.as_bytes()).unwrap();
+    assert!(
+        server.wait_for_stdout(PATIENCE, |out| out.contains(text)),
+        "{text:?} never appeared on stdout:\n{}",
+        server.stdout()
+    );
+}
+
+/// Waits until the server holds `baseline` again, then checks that it
+/// still prints what a client sends and never panicked.
+fn assert_back(server: &Server, baseline: Holdings) {
+    server.assert_back_to(baseline);
+    assert_prints(server, "still there?\n");
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
+/// How many log lines contain `what`.
+fn count(log: &str, what: &str) -> usize {
+    log.lines().filter(|line| line.contains(what)).count()
+}
+
+// --------------------------------------------------------------- load
+
+/// 100 clients at once, 10,000 connections in all, each sending one line
+/// and closing: every line is printed once, every hang-up logged and
+/// closed, no error.
+#[test]
+fn ten_thousand_clients_from_100_threads_all_printed() {
+    const CLIENTS: usize = 100;
+    const EACH: usize = 100;
+    const TOTAL: usize = CLIENTS * EACH;
+    let (server, baseline) = settled();
+    let addr = server.addr();
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            thread::spawn(move || {
+                let mut failures = 0;
+                for round in 0..EACH {
+                    let line = format!("client {client:03} round {round:03}\n");
+                    if TcpStream::connect(addr)
+                        .and_then(|mut stream| stream.write_all(line.as_bytes()))
+                        .is_err()
+                    {
+                        failures += 1;
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(failures, 0, "{failures} of {TOTAL} clients failed");
+    // Every connection closed by the server means every line was read, and
+    // printed, before the read of 0 that closed it.
+    server.assert_back_to(baseline);
+    assert!(
+        server.wait_for_stdout(PATIENCE, |out| out.lines().count() >= TOTAL),
+        "{} of {TOTAL} lines printed",
+        server.stdout().lines().count()
+    );
+    let out = server.stdout();
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    let mut expected: Vec<String> = (0..CLIENTS)
+        .flat_map(|c| (0..EACH).map(move |r| format!("client {c:03} round {r:03}")))
+        .collect();
+    expected.sort_unstable();
+    assert!(
+        lines == expected,
+        "the lines printed are not the lines sent"
+    );
+    let log = server.stderr();
+    assert_eq!(count(&log, " hung up ("), TOTAL, "hang-ups logged");
+    // (The note that stdin, /dev/null here, cannot be watched is no error.)
+    for error in [
+        "is gone",
+        "failed",
+        "cannot watch a client",
+        "cannot make",
+        "panicked",
+    ] {
+        assert_eq!(count(&log, error), 0, "`{error}` in the log");
+    }
+    assert_back(&server, baseline);
+}
+
+/// 10,000 idle connections are 10,000 entries in the interest list and
+/// cost nothing until one of them speaks: another client's text still
+/// appears at once, and so does a line from one of the idle ones.
+#[test]
+fn ten_thousand_idle_connections_while_another_client_is_printed() {
+    const IDLE: usize = 10_000;
+    // The idle clients' fds are ours and their accepted sockets the
+    // server's: both processes need room for 10,000 more. The server
+    // inherits our limit.
+    if let Err(why) = tests::limits::raise_nofile(IDLE as u64 + 1_000) {
+        eprintln!("SKIPPED ten_thousand_idle_connections_while_another_client_is_printed: {why}");
+        return;
+    }
+    let (server, baseline) = settled();
+    let mut idle: Vec<TcpStream> = (0..IDLE).map(|_| connect(server.addr())).collect();
+    assert!(
+        wait_until(PATIENCE, || fd_count(server.pid()) >= baseline.fds + IDLE),
+        "accepted only {} of {IDLE}",
+        fd_count(server.pid()) - baseline.fds
+    );
+    assert_eq!(
+        tests::process::epoll_interest(server.pid()).len(),
+        baseline.interest + IDLE,
+        "one interest entry per connection"
+    );
+    assert_prints(&server, "a busy client among idle ones\n");
+    idle[IDLE / 2]
+        .write_all(b"the idle one in the middle speaks\n")
+        .unwrap();
+    assert!(
+        server.wait_for_stdout(PATIENCE, |out| out.contains("the idle one in the middle")),
+        "{}",
+        server.stdout()
+    );
+    drop(idle);
+    assert_back(&server, baseline);
+}
+
+// --------------------------------------------------------------- faults
+
+/// Clients that reset (RST) in the middle of what they send: some after
+/// the server has printed their first line, some at once. The server
+/// reads the reset as ECONNRESET (or, if the data came first, prints it
+/// and then sees the reset), logs the client as gone and closes it.
+#[test]
+fn clients_that_reset_mid_stream() {
+    let (server, baseline) = settled();
+    for client in 0..100 {
+        let mut stream = connect(server.addr());
+        let first = format!("client {client} first line\n");
+        stream.write_all(first.as_bytes()).unwrap();
+        if client % 2 == 0 {
+            assert!(
+                server.wait_for_stdout(PATIENCE, |out| out.contains(&first)),
+                "{first:?} not printed"
+            );
+            stream.write_all(b"half a line, then ").unwrap();
+        }
+        tests::client::reset(stream);
+    }
+    assert_back(&server, baseline);
+    // The clients that reset after being printed were logged as gone
+    // (those whose reset came at once may be read as data and a reset, or
+    // only a reset): the error is handled, not fatal.
+    assert!(
+        count(&server.stderr(), " is gone (") >= 1,
+        "no reset logged:\n{}",
+        server.stderr()
+    );
+}
+
+/// Clients that close right after sending: the server reads their bytes
+/// and the end of the stream in the same wakeup or the next one; every
+/// line is printed and every connection closed.
+#[test]
+fn clients_that_close_right_after_sending() {
+    let (server, baseline) = settled();
+    for client in 0..200 {
+        connect(server.addr())
+            .write_all(format!("closed at once {client:03}\n").as_bytes())
+            .unwrap();
+    }
+    server.assert_back_to(baseline);
+    let out = server.stdout();
+    for client in 0..200 {
+        let line = format!("closed at once {client:03}\n");
+        assert!(out.contains(&line), "{line:?} not printed");
+    }
+    assert_back(&server, baseline);
+}
+
+/// Half-close: a client sends a line, shuts down its sending side and
+/// keeps reading. The line is printed, then the server sees the end of
+/// the stream (EPOLLRDHUP, read 0), closes its end, and the client reads
+/// the end of the stream in turn: nothing is left half-open.
+#[test]
+fn a_half_closed_client_is_printed_then_closed() {
+    let (server, baseline) = settled();
+    let mut client = connect(server.addr());
+    let me = client.local_addr().unwrap();
+    client.write_all(b"my last words\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    // Returns when the server closes: it never writes, so nothing comes.
+    client.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "the server wrote {rest:?}");
+    assert!(
+        server.stdout().contains("my last words\n"),
+        "not printed before the close:\n{}",
+        server.stdout()
+    );
+    let hung_up = format!("client {me} hung up (EPOLLRDHUP): closing");
+    assert!(server.stderr().contains(&hung_up), "{}", server.stderr());
+    drop(client);
+    assert_back(&server, baseline);
+}
+
+// --------------------------------------------------------------- bad input
+
+/// The server with its stdout as raw bytes: the harness's [`Server`] turns
+/// its output into text, which would hide whether invalid UTF-8 went
+/// through as bytes or was replaced. Killed when dropped.
+struct RawServer {
+    child: Child,
+    addr: SocketAddr,
+    chunks: mpsc::Receiver<Vec<u8>>,
+    stdout: Vec<u8>,
+}
+
+impl RawServer {
+    fn start() -> RawServer {
+        let mut child = StdCommand::new(binary(NAME))
+            .args(["--addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            // The log is not needed here, and a null stderr never fills.
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start the server");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let (tx, chunks) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line.into_bytes());
+            let mut buffer = [0u8; 8192];
+            while let Ok(n @ 1..) = reader.read(&mut buffer) {
+                if tx.send(buffer[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = chunks.recv_timeout(PATIENCE).expect("no startup line");
+        let addr = String::from_utf8(first)
+            .unwrap()
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.parse().ok())
+            .expect("a `listening on ADDR` line");
+        RawServer {
+            child,
+            addr,
+            chunks,
+            stdout: Vec::new(),
+        }
+    }
+
+    /// Waits until stdout contains `bytes`; returns whether it did.
+    fn wait_for(&mut self, bytes: &[u8]) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if self.stdout.windows(bytes.len()).any(|w| w == bytes) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.chunks.recv_timeout(left) {
+                Ok(chunk) => self.stdout.extend_from_slice(&chunk),
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every byte value, invalid UTF-8 included, reaches stdout as it came:
+/// stdout takes bytes, so nothing is replaced, escaped or refused.
+#[test]
+fn binary_bytes_are_printed_as_bytes() {
+    let mut server = RawServer::start();
+    let mut sent = b"<<".to_vec();
+    sent.extend(0..=255u8);
+    sent.extend_from_slice(b"\xff\xfe\xc3(\xed\xa0\x80>>");
+    let mut client = connect(server.addr);
+    client.write_all(&sent).unwrap();
+    assert!(
+        server.wait_for(&sent),
+        "stdout: {:?}",
+        server.stdout.escape_ascii().to_string()
+    );
+    drop(client);
+    // And it goes on: a text line after the garbage.
+    connect(server.addr)
+        .write_all(b"after the garbage\n")
+        .unwrap();
+    assert!(server.wait_for(b"after the garbage\n"));
+}
+
+/// Clients that send megabytes without a newline: each read of at most
+/// 1024 bytes goes to stdout at once, with write(2) and no buffer of its
+/// own, so the server's memory does not grow with what it is sent. (A
+/// line-buffered stdout would wait for a newline; std's `LineWriter`
+/// passes a write as large as its 1 KiB buffer straight through.)
+#[test]
+fn megabytes_without_a_newline_keep_memory_bounded() {
+    const CLIENTS: usize = 4;
+    const EACH: usize = 4 << 20;
+    let (server, baseline) = settled();
+    let peak_before = status_field(server.pid(), "VmHWM");
+    let addr = server.addr();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            thread::spawn(move || {
+                connect(addr).write_all(&vec![b'x'; EACH]).unwrap();
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    // All connections closed: every byte has been read and printed.
+    server.assert_back_to(baseline);
+    let growth_kib = status_field(server.pid(), "VmHWM").saturating_sub(peak_before);
+    assert!(
+        growth_kib < 4 * 1024,
+        "peak memory grew by {growth_kib} KiB for {} MiB received",
+        (CLIENTS * EACH) >> 20
+    );
+    assert!(
+        server.wait_for_stdout(PATIENCE, |out| out.len() >= CLIENTS * EACH),
+        "{} of {} bytes printed",
+        server.stdout().len(),
+        CLIENTS * EACH
+    );
+    assert_eq!(
+        server.stdout().bytes().filter(|&b| b == b'x').count(),
+        CLIENTS * EACH
+    );
+    assert_back(&server, baseline);
+}
+
+// --------------------------------------------------------------- exhaustion
+
+/// With RLIMIT_NOFILE at 64 and 100 clients, accept(2) fails with EMFILE
+/// while clients still wait in the queue. Level-triggered, the listener
+/// stays readable, so retrying at once would spin. The server stops
+/// watching the listener (EPOLL_CTL_MOD with no events) and waits at most
+/// 100 ms before re-arming it: it neither dies nor spins, the clients it
+/// holds are still printed, and it takes everyone once they leave.
+#[test]
+fn out_of_file_descriptors_neither_kills_nor_spins() {
+    let (mut server, baseline) = settled_with(|command| tests::limits::limit_nofile(command, 64));
+    let mut clients: Vec<TcpStream> = (0..100).map(|_| connect(server.addr())).collect();
+    assert!(
+        server.wait_for_stderr(PATIENCE, |log| log.contains("accept failed, pausing")),
+        "no EMFILE reported; holds {} fds:\n{}",
+        fd_count(server.pid()),
+        server.stderr()
+    );
+    assert!(
+        fd_count(server.pid()) >= 60,
+        "holds only {} fds",
+        fd_count(server.pid())
+    );
+    let before = cpu_time(server.pid());
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(server.pid()) - before;
+    assert!(
+        used < Duration::from_millis(300),
+        "used {used:?} of CPU in 1 s"
+    );
+    assert!(
+        server.wait_exit(Duration::ZERO).is_none(),
+        "the server died"
+    );
+    // The first client was accepted before the fds ran out: it is served.
+    clients[0].write_all(b"held while out of fds\n").unwrap();
+    assert!(
+        server.wait_for_stdout(PATIENCE, |out| out.contains("held while out of fds\n")),
+        "{}",
+        server.stdout()
+    );
+    drop(clients);
+    assert_back(&server, baseline);
+}
+
+// --------------------------------------------------------------- command line
+
+fn command() -> Command {
+    let mut command = Command::new(binary(NAME));
+    // A server that started serving instead of failing would hang the test.
+    command.timeout(Duration::from_secs(20));
+    command
+}
+
+#[test]
+fn help_says_how_to_stop_it() {
+    let output = command().arg("--help").assert().success();
+    let help = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    for words in [
+        "Ctrl-C", "SIGINT", "SIGTERM", "status 0", "--watch", "--addr",
+    ] {
+        assert!(help.contains(words), "--help lacks {words}:\n{help}");
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    for args in [
+        &["--backlog", "0"][..],
+        &["--addr", "nowhere"][..],
+        &["--watch"][..],
+        &["--bogus"][..],
+        &["surplus"][..],
+    ] {
+        let output = command().args(args).assert().code(2);
+        let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
+        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+    }
+}
+
+/// A directory that cannot be watched is an error in one line, exit 1.
+#[test]
+fn an_unwatchable_directory_is_one_line() {
+    let output = command()
+        .args(["--addr", "127.0.0.1:0", "--watch", "/nonexistent/dir"])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
+    assert!(stderr.contains("cannot watch /nonexistent/dir"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(count(&stderr, "Error"), 1, "{stderr}");
+}
+
+#[test]
+fn a_busy_port_is_one_line_not_a_panic() {
+    let (first, _) = settled();
+    let output = command()
+        .args(["--addr", &first.addr().to_string()])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
+    assert!(stderr.contains("the port is in use"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The event log's lines (stdin, signalfd) come first; the error is one
+    // line of its own.
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("Error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].starts_with("Error: cannot listen on"), "{stderr}");
+    // The first server did not notice.
+    assert_prints(&first, "unharmed\n");
+}
