@@ -20,11 +20,12 @@
 //! second terminal `nc 127.0.0.1 8080` and type, or `touch /tmp/x`, or type
 //! into the first terminal.
 
+mod output;
 mod timestamp;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -142,6 +143,9 @@ fn main() -> common::MainResult {
     let args = Args::parse();
     // SIGINT and SIGTERM wait in a file descriptor from now on.
     let stop = common::stop_signals()?;
+    // Output waits for room or for those signals (see output.rs): a stdout
+    // nobody reads cannot make the server deaf to Ctrl-C.
+    output::watch_stop_signals()?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     let mut watched: HashMap<RawFd, Watched> = HashMap::new();
     watch(&epoll, &mut watched, Watched::Signals(stop))?;
@@ -219,6 +223,9 @@ fn main() -> common::MainResult {
                 Watched::Signals(signals) => {
                     // read(2) on a signalfd takes the pending signal.
                     if let Ok(Some(info)) = signals.read_signal() {
+                        // The signal is taken: output must not wait for
+                        // room any more, or a stuck stdout would hold us.
+                        output::stopping();
                         let name = Signal::try_from(info.ssi_signo as i32)
                             .map_or("a signal", Signal::as_str);
                         note(fd, format_args!("{name}: stopping"));
@@ -230,7 +237,7 @@ fn main() -> common::MainResult {
                 Next::Keep => {}
                 Next::Add(client) => {
                     if let Err(err) = watch(&epoll, &mut watched, client) {
-                        common::warn(format_args!("cannot watch a client: {err}"));
+                        note(fd, format_args!("cannot watch a client: {err}"));
                     }
                 }
                 Next::PauseAccepting => {
@@ -338,20 +345,26 @@ fn accept(listener: &TcpListener) -> Next {
         Ok((stream, peer)) => match stream.set_nonblocking(true) {
             Ok(()) => Next::Add(Watched::Client { stream, peer }),
             Err(err) => {
-                common::warn(format_args!("cannot make {peer} non-blocking: {err}"));
+                note(
+                    listener.as_raw_fd(),
+                    format_args!("cannot make {peer} non-blocking: {err}"),
+                );
                 Next::Keep
             }
         },
         // Someone else took it, or the client left the queue.
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => Next::Keep,
         Err(err) if common::concerns_one_client(&err) => {
-            common::warn(format_args!("accept failed: {err}"));
+            note(listener.as_raw_fd(), format_args!("accept failed: {err}"));
             Next::Keep
         }
         Err(err) => {
             // Level-triggered and out of descriptors: the queued client keeps
             // the listener readable, so retrying at once would spin.
-            common::warn(format_args!("accept failed, pausing: {err}"));
+            note(
+                listener.as_raw_fd(),
+                format_args!("accept failed, pausing: {err}"),
+            );
             Next::PauseAccepting
         }
     }
@@ -388,9 +401,9 @@ fn on_client(
             if !quiet {
                 // The client's bytes as they came: stdout takes bytes, so
                 // text that is not UTF-8 is passed on, not an error. (The
-                // Python writes bytes to a text stream: a TypeError.)
-                let mut stdout = io::stdout().lock();
-                let _ = stdout.write_all(&buffer[..n]).and_then(|()| stdout.flush());
+                // Python writes bytes to a text stream: a TypeError.) At
+                // once, unbuffered: nothing is kept between reads.
+                output::to_stdout(&buffer[..n]);
             }
             note(fd, format_args!("read {n} bytes from client {peer}"));
             Next::Keep
@@ -490,17 +503,18 @@ fn forget(epoll: &Epoll, watched: &mut HashMap<RawFd, Watched>, fd: RawFd) {
 
 // ANCHOR: log
 /// One log line on stderr: `2026-11-24 10:39:19.104Z fd 5 client
-/// 127.0.0.1:40000: EPOLLIN|EPOLLRDHUP`. One write per line, so lines never
-/// interleave; a closed stderr is ignored.
+/// 127.0.0.1:40000: EPOLLIN|EPOLLRDHUP`. One write per line of up to
+/// 1 KiB, so lines never interleave; a closed stderr is ignored, and one
+/// that nobody reads does not make the server deaf to Ctrl-C (output.rs).
 fn log(fd: RawFd, what: &str, message: String) {
     let line = format!("{} fd {fd} {what}: {message}\n", timestamp::now());
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+    output::to_stderr(line.as_bytes());
 }
 
 /// A line about what handling an event did, indented under the event.
 fn note(fd: RawFd, message: std::fmt::Arguments<'_>) {
     let line = format!("{}   fd {fd}: {message}\n", timestamp::now());
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+    output::to_stderr(line.as_bytes());
 }
 // ANCHOR_END: log
 

@@ -13,6 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -493,4 +494,140 @@ fn a_busy_port_is_one_line_not_a_panic() {
     assert!(errors[0].starts_with("Error: cannot listen on"), "{stderr}");
     // The first server did not notice.
     assert_prints(&first, "unharmed\n");
+}
+
+// --------------------------------------------------------------- shutdown
+
+/// Kills and reaps the child when dropped, pass or fail.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Which output of the server nobody reads.
+#[derive(Debug, Clone, Copy)]
+enum Stuck {
+    Stdout,
+    Stderr,
+}
+
+/// Bytes waiting in a pipe (FIONREAD) and what it holds at most
+/// (F_GETPIPE_SZ), seen from its read end.
+fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
+    let fd = pipe.as_raw_fd();
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer we pass;
+    // F_GETPIPE_SZ only reads the pipe's size. `fd` is open (we own it).
+    let (rc, size) = unsafe {
+        (
+            libc::ioctl(fd, libc::FIONREAD, &mut waiting),
+            libc::fcntl(fd, libc::F_GETPIPE_SZ),
+        )
+    };
+    assert!(
+        rc == 0 && size > 0,
+        "pipe_fill: {}",
+        std::io::Error::last_os_error()
+    );
+    (waiting as usize, size as usize)
+}
+
+/// Starts the server with `stuck` a pipe that the test never reads (the
+/// other output is drained), and floods it from a client until that pipe
+/// is full: every further write(2) to it would block.
+fn start_with_a_full_pipe(stuck: Stuck) -> (Killed, OwnedFd) {
+    let mut child = StdCommand::new(binary(NAME))
+        .args(["--addr", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the server");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = child.stderr.take().unwrap();
+    let child = Killed(child);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not a `listening on ADDR` line: {line:?}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()));
+    };
+    let unread = match stuck {
+        Stuck::Stdout => {
+            drain(Box::new(stderr));
+            OwnedFd::from(stdout.into_inner())
+        }
+        Stuck::Stderr => {
+            drain(Box::new(stdout));
+            OwnedFd::from(stderr)
+        }
+    };
+    // 1 KiB per read goes to stdout, and two log lines to stderr: 4 MiB
+    // fill either pipe many times over. The client blocks once the server
+    // stops reading, and fails once the server is gone.
+    thread::spawn(move || {
+        let Ok(mut flood) = TcpStream::connect(addr) else {
+            return;
+        };
+        for _ in 0..64 {
+            if flood.write_all(&[b'x'; 64 * 1024]).is_err() {
+                break;
+            }
+        }
+    });
+    // Full: the pipe holds nearly its size (writes of up to 1 KiB do not
+    // share a page they do not fit in, so up to 16 x 1 KiB may stay free)
+    // and stops growing while the flood goes on. The server is then stuck,
+    // or about to be: either way it must stop on a signal.
+    let mut fill = pipe_fill(&unread);
+    let full = wait_until(PATIENCE, || {
+        thread::sleep(Duration::from_millis(100));
+        let now = pipe_fill(&unread);
+        let stuck = now == fill && now.0 + 16 * 1024 >= now.1;
+        fill = now;
+        stuck
+    });
+    assert!(full, "{stuck:?} never filled up: {fill:?}");
+    (child, unread)
+}
+
+/// A stdout or stderr that nobody reads (a pager left on its first page, a
+/// terminal paused with Ctrl-S) blocks the server's next write. The stop
+/// signals must still stop it, promptly and with status 0: the loop
+/// cannot read them from its signalfd while it is stuck in write(2), so
+/// output waits with poll(2) for room or a stop signal (output.rs).
+#[test]
+fn stop_signals_work_while_nobody_reads_the_output() {
+    for (stuck, signal) in [
+        (Stuck::Stdout, libc::SIGTERM),
+        (Stuck::Stderr, libc::SIGTERM),
+        (Stuck::Stdout, libc::SIGINT),
+    ] {
+        let (mut child, _unread) = start_with_a_full_pipe(stuck);
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        let rc = unsafe { libc::kill(child.0.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let status = status.unwrap_or_else(|| {
+            panic!("{stuck:?} full: signal {signal} did not stop the server within 5 s")
+        });
+        assert_eq!(status.code(), Some(0), "{stuck:?} full, signal {signal}");
+    }
 }
