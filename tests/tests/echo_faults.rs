@@ -198,7 +198,7 @@ fn clients_that_reset_mid_stream() {
     // reset while the server was blocked writing to them were noticed.
     assert_back(&server, baseline);
     assert!(
-        server.stderr().contains("connection dropped"),
+        server.wait_for_stderr(PATIENCE, |log| log.contains("connection dropped")),
         "no reset was ever noticed:\n{}",
         server.stderr()
     );

@@ -113,6 +113,12 @@ fn ten_thousand_clients_from_100_threads_all_printed() {
         lines == expected,
         "the lines printed are not the lines sent"
     );
+    // The log comes through its own pipe: wait for its last lines too.
+    assert!(
+        server.wait_for_stderr(PATIENCE, |log| count(log, " hung up (") >= TOTAL),
+        "{} of {TOTAL} hang-ups logged",
+        count(&server.stderr(), " hung up (")
+    );
     let log = server.stderr();
     assert_eq!(count(&log, " hung up ("), TOTAL, "hang-ups logged");
     // (The note that stdin, /dev/null here, cannot be watched is no error.)
@@ -193,7 +199,7 @@ fn clients_that_reset_mid_stream() {
     // (those whose reset came at once may be read as data and a reset, or
     // only a reset): the error is handled, not fatal.
     assert!(
-        count(&server.stderr(), " is gone (") >= 1,
+        server.wait_for_stderr(PATIENCE, |log| count(log, " is gone (") >= 1),
         "no reset logged:\n{}",
         server.stderr()
     );
@@ -210,12 +216,14 @@ fn clients_that_close_right_after_sending() {
             .write_all(format!("closed at once {client:03}\n").as_bytes())
             .unwrap();
     }
-    server.assert_back_to(baseline);
-    let out = server.stdout();
-    for client in 0..200 {
-        let line = format!("closed at once {client:03}\n");
-        assert!(out.contains(&line), "{line:?} not printed");
-    }
+    let lines: Vec<String> = (0..200)
+        .map(|client| format!("closed at once {client:03}\n"))
+        .collect();
+    assert!(
+        server.wait_for_stdout(PATIENCE, |out| lines.iter().all(|l| out.contains(l))),
+        "not every line printed:\n{}",
+        server.stdout()
+    );
     assert_back(&server, baseline);
 }
 
@@ -235,12 +243,24 @@ fn a_half_closed_client_is_printed_then_closed() {
     client.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "the server wrote {rest:?}");
     assert!(
-        server.stdout().contains("my last words\n"),
-        "not printed before the close:\n{}",
+        server.wait_for_stdout(PATIENCE, |out| out.contains("my last words\n")),
+        "not printed:\n{}",
         server.stdout()
     );
+    // The log says in which order: the line was read, then the hang-up.
+    let read = format!("read 14 bytes from client {me}");
     let hung_up = format!("client {me} hung up (EPOLLRDHUP): closing");
-    assert!(server.stderr().contains(&hung_up), "{}", server.stderr());
+    assert!(
+        server.wait_for_stderr(PATIENCE, |log| log.contains(&hung_up)),
+        "{}",
+        server.stderr()
+    );
+    let log = server.stderr();
+    assert!(
+        log.find(&read)
+            .is_some_and(|at| at < log.find(&hung_up).unwrap()),
+        "not read before the hang-up:\n{log}"
+    );
     drop(client);
     assert_back(&server, baseline);
 }
