@@ -9,6 +9,7 @@
 //! | [`client`] | requests, and the kernel's TCP_INFO counters for a socket |
 //! | [`limits`] | RLIMIT_NOFILE: raising ours, lowering a server's |
 //! | [`process`] | what /proc says about a server: fds, threads, memory, CPU |
+//! | [`targets`] | the table of servers that every-server tests run over |
 //! | [`wait`] | bounded polling, for what has no readiness signal |
 
 pub mod binaries;
@@ -17,6 +18,7 @@ pub mod limits;
 pub mod piped_stdin;
 pub mod process;
 pub mod server;
+pub mod targets;
 pub mod wait;
 
 pub use binaries::binary;

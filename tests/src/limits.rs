@@ -53,3 +53,67 @@ pub fn limit_nofile(command: &mut Command, max: u64) {
         });
     }
 }
+
+/// Whether this machine lets one process run `wanted` more threads: the
+/// kernel's limits on threads (kernel.threads-max, and RLIMIT_NPROC, which
+/// counts every thread of the user), on memory mappings (each thread's
+/// stack and its guard page are two), and the memory its stacks will touch.
+/// An explanation of the first limit short of it when not.
+pub fn room_for_threads(wanted: u64) -> Result<(), String> {
+    let read = |path: &str| -> Result<u64, String> {
+        let text = std::fs::read_to_string(path).map_err(|err| format!("{path}: {err}"))?;
+        text.split_whitespace()
+            .next()
+            .and_then(|word| word.parse().ok())
+            .ok_or_else(|| format!("{path}: no number in {text:?}"))
+    };
+    // /proc/loadavg's fourth field is `running/total` scheduling entities:
+    // every thread on the machine, the best cheap count of what is in use.
+    let loadavg = std::fs::read_to_string("/proc/loadavg").map_err(|err| err.to_string())?;
+    let threads_now: u64 = loadavg
+        .split_whitespace()
+        .nth(3)
+        .and_then(|field| field.split('/').nth(1)?.parse().ok())
+        .ok_or("cannot read the thread count in /proc/loadavg")?;
+    let threads_max = read("/proc/sys/kernel/threads-max")?;
+    if threads_now + wanted > threads_max {
+        return Err(format!(
+            "kernel.threads-max is {threads_max} and {threads_now} threads run already"
+        ));
+    }
+    let mut nproc = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut nproc) } != 0 {
+        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+    }
+    if nproc.rlim_cur != libc::RLIM_INFINITY && threads_now + wanted > nproc.rlim_cur {
+        return Err(format!(
+            "RLIMIT_NPROC (ulimit -u) is {} and {threads_now} threads run already",
+            nproc.rlim_cur
+        ));
+    }
+    let max_map_count = read("/proc/sys/vm/max_map_count")?;
+    if 2 * wanted + 1_000 > max_map_count {
+        return Err(format!(
+            "vm.max_map_count is {max_map_count}: too few for {wanted} stacks and guard pages"
+        ));
+    }
+    // MemAvailable, in KiB. Each idle thread touches about 10 KiB (measured
+    // by tests/tests/threads.rs); ask for ten times that.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(|err| err.to_string())?;
+    let available_kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemAvailable:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .ok_or("no MemAvailable in /proc/meminfo")?;
+    if available_kib < wanted * 100 {
+        return Err(format!(
+            "only {} MiB of memory available",
+            available_kib / 1024
+        ));
+    }
+    Ok(())
+}

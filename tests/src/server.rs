@@ -58,7 +58,14 @@ impl Server {
         thread::spawn(move || read_startup_then_drain(pipe, addr_tx, &collected));
 
         let mut server = Server {
-            name: name.to_owned(),
+            // Failure messages name the server with its arguments:
+            // `example08_select_poll --poller select`.
+            name: [name]
+                .iter()
+                .chain(args)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             stdout,
@@ -119,6 +126,7 @@ impl Server {
             fds: self.fd_count(),
             interest: process::epoll_interest(self.pid()).len(),
             connections: self.connections(),
+            threads: process::threads(self.pid()),
         }
     }
 
@@ -194,6 +202,9 @@ pub struct Holdings {
     pub interest: usize,
     /// Open TCP connections (/proc/net/tcp).
     pub connections: usize,
+    /// Threads (/proc/PID/status): one per connection in a server that
+    /// gives each its own (example 7), constant in the others.
+    pub threads: u64,
 }
 
 /// Reads the first line, reports the address it names (or None), then keeps
