@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use assert_cmd::Command;
-use tests::{BLOCKING_SERVERS, CONCURRENT_SERVERS, Server, binary};
-
-fn all_servers() -> impl Iterator<Item = &'static str> {
-    BLOCKING_SERVERS.iter().chain(CONCURRENT_SERVERS).copied()
-}
+use tests::CONCURRENT_SERVERS;
+use tests::binary;
+use tests::targets::{binaries, every_server};
 
 fn command(name: &str) -> Command {
     let mut command = Command::new(binary(name));
@@ -22,9 +20,10 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The shared options, and how to stop the server.
 #[test]
-fn help_describes_every_option() {
-    for name in all_servers() {
+fn help_describes_every_option_and_how_to_stop() {
+    for name in binaries() {
         let output = command(name).arg("--help").assert().success();
         let help = text(&output.get_output().stdout);
         for option in [
@@ -32,6 +31,7 @@ fn help_describes_every_option() {
             "--backlog",
             "--quiet",
             "127.0.0.1:8080",
+            "Ctrl-C",
             "SIGTERM",
         ] {
             assert!(
@@ -42,6 +42,7 @@ fn help_describes_every_option() {
     }
 }
 
+/// Examples 3 to 6, the epoll servers of the HOWTO, can print every event.
 #[test]
 fn epoll_servers_offer_trace() {
     for name in CONCURRENT_SERVERS {
@@ -55,7 +56,7 @@ fn epoll_servers_offer_trace() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_message() {
-    for name in all_servers() {
+    for name in binaries() {
         for args in [
             &["--backlog", "0"][..],
             &["--addr", "nowhere"][..],
@@ -70,9 +71,11 @@ fn bad_arguments_are_refused_with_a_message() {
 
 #[test]
 fn a_busy_port_is_reported_not_panicked() {
-    for name in all_servers() {
-        let first = Server::start(name, &["--quiet"]);
-        let output = command(name)
+    for target in every_server() {
+        let name = target.name;
+        let first = target.start(&["--quiet"]);
+        let output = command(target.binary)
+            .args(target.args)
             .args(["--addr", &first.addr().to_string()])
             .assert()
             .failure();

@@ -1,12 +1,21 @@
-//! No leaked file descriptors: clients that leave early, half-way, or with
-//! a reset leave nothing behind in the server.
+//! No leaked file descriptors, connections or threads: clients that leave
+//! early, half-way, or with a reset leave nothing behind in the server.
+//! Every server of [`tests::targets::SERVERS`], one after another; a
+//! failure names its server.
 
 use std::io::Write;
 
-use tests::{GET, RESPONSE, Server, connect, request};
+use tests::targets::{self, Target};
+use tests::{Server, connect};
 
 /// 200 clients that misbehave in four ways, 50 each.
-fn misbehave(server: &Server) {
+fn misbehave(target: &Target, server: &Server) {
+    // The first line of the request, to stop in the middle of.
+    let line_end = target
+        .request
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("a request line");
     for client in 0..200 {
         let mut stream = connect(server.addr());
         match client % 4 {
@@ -14,16 +23,16 @@ fn misbehave(server: &Server) {
             // of every run).
             0 => {}
             // Leaves in the middle of its request.
-            1 => stream.write_all(b"GET / HTTP/1.0\r\n").unwrap(),
+            1 => stream.write_all(&target.request[..=line_end]).unwrap(),
             // Resets in the middle of its request.
             2 => {
-                stream.write_all(b"GET / HT").unwrap();
+                stream.write_all(&target.request[..8]).unwrap();
                 tests::client::reset(stream);
                 continue;
             }
             // Sends a whole request and resets before reading the answer.
             _ => {
-                stream.write_all(GET).unwrap();
+                stream.write_all(target.request).unwrap();
                 tests::client::reset(stream);
                 continue;
             }
@@ -31,41 +40,20 @@ fn misbehave(server: &Server) {
     }
 }
 
-fn no_fd_leaks(name: &str) {
-    let server = Server::start(name, &["--quiet"]);
-    // One answered request first: the server prints its startup line
-    // before it creates its epoll instance and signalfd; once it has
-    // answered and closed that connection, every fd of its own exists.
-    assert_eq!(request(server.addr(), GET), RESPONSE);
-    let baseline = server.idle_holdings();
-    misbehave(&server);
-    // The server handles the last of them a moment later.
-    server.assert_back_to(baseline);
-    // And it still serves.
-    assert_eq!(request(server.addr(), GET), RESPONSE);
+fn no_leaks(target: &Target) {
+    // Answering one request first makes every fd of the server's own exist:
+    // it prints its startup line before it creates its epoll instance and
+    // signalfd.
+    let (server, baseline) = target.settled(&[]);
+    misbehave(target, &server);
+    // The server handles the last of them a moment later; then it holds
+    // what it held before, and still serves.
+    target.assert_back(&server, baseline);
 }
 
 #[test]
-fn example02_loop() {
-    no_fd_leaks("example02_loop");
-}
-
-#[test]
-fn example03_epoll_level() {
-    no_fd_leaks("example03_epoll_level");
-}
-
-#[test]
-fn example04_epoll_edge() {
-    no_fd_leaks("example04_epoll_edge");
-}
-
-#[test]
-fn example05_cork() {
-    no_fd_leaks("example05_cork");
-}
-
-#[test]
-fn example06_nodelay() {
-    no_fd_leaks("example06_nodelay");
+fn misbehaving_clients_leave_nothing_behind() {
+    for target in targets::SERVERS {
+        no_leaks(target);
+    }
 }
