@@ -17,8 +17,10 @@
 //!   `at_64_files_100_silent_clients_wait_their_turn`).
 //! - SIGTERM is pinned by `echo.rs` (`sigterm_exits_0`); SIGINT is here.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -451,6 +453,110 @@ fn sigint_exits_0_promptly() {
             start.elapsed()
         );
     }
+}
+
+/// A stdout that nobody reads (a pager left on its first page, a terminal
+/// paused with Ctrl-S) blocks the server in write(2) inside `say`. SIGTERM
+/// still stops it at once with status 0: the signal is taken by the `stop`
+/// thread (sigwait), not by the blocked main thread, and
+/// `std::process::exit` does not wait for the stdout lock the main thread
+/// holds.
+#[test]
+fn sigterm_exits_0_while_nobody_reads_stdout() {
+    let mut child = Killed(
+        std::process::Command::new(binary(ECHO))
+            .args(["--addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start the echo server"),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not a `listening on ADDR` line: {line:?}"));
+    // From here on, nobody reads stdout. Each client adds two lines
+    // (`connected by`, `closed after`), about 70 bytes: a 64 KiB pipe is
+    // full after about a thousand. Then the server blocks in write(2)
+    // before it reads the next client, whose echo never comes.
+    let unread = OwnedFd::from(stdout.into_inner());
+    let mut clients = 0;
+    loop {
+        assert!(
+            clients < 100_000,
+            "stdout never filled: {:?}",
+            pipe_fill(&unread)
+        );
+        let mut stream = connect(addr);
+        stream.write_all(b"x").unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut echo = Vec::new();
+        if stream.read_to_end(&mut echo).is_err() || echo.is_empty() {
+            break;
+        }
+        clients += 1;
+    }
+    let (fill, capacity) = pipe_fill(&unread);
+    assert!(
+        fill > capacity / 2,
+        "stuck with stdout at {fill} of {capacity}"
+    );
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "SIGTERM did not stop the server within 5 s, stdout full after {clients} clients"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// Kills and reaps the child when dropped, pass or fail.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Bytes waiting in a pipe (FIONREAD) and what it holds at most
+/// (F_GETPIPE_SZ), seen from its read end.
+fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
+    let fd = pipe.as_raw_fd();
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer we pass;
+    // F_GETPIPE_SZ only reads the pipe's size. `fd` is open (we own it).
+    let (rc, size) = unsafe {
+        (
+            libc::ioctl(fd, libc::FIONREAD, &mut waiting),
+            libc::fcntl(fd, libc::F_GETPIPE_SZ),
+        )
+    };
+    assert!(
+        rc == 0 && size > 0,
+        "pipe_fill: {}",
+        std::io::Error::last_os_error()
+    );
+    (waiting as usize, size as usize)
 }
 
 fn command() -> Command {
