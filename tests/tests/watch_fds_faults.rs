@@ -14,7 +14,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command as StdCommand, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -267,11 +267,57 @@ fn a_half_closed_client_is_printed_then_closed() {
 
 // --------------------------------------------------------------- bad input
 
-/// The server with its stdout as raw bytes: the harness's [`Server`] turns
-/// its output into text, which would hide whether invalid UTF-8 went
-/// through as bytes or was replaced. Killed when dropped.
+/// Kills and reaps the child when dropped, pass or fail.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the server with stdout and stderr as pipes of the test's own
+/// (the harness's [`Server`] reads both for us, and turns them into text);
+/// returns it with its address, read from the first line of stdout, and
+/// both pipes, read no further.
+fn spawn_raw() -> (Killed, SocketAddr, BufReader<ChildStdout>, ChildStderr) {
+    let mut child = StdCommand::new(binary(NAME))
+        .args(["--addr", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the server");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = child.stderr.take().unwrap();
+    let child = Killed(child);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not a `listening on ADDR` line: {line:?}"));
+    (child, addr, stdout, stderr)
+}
+
+/// Reads `pipe` to its end in a thread, throwing the bytes away, so that
+/// the server never blocks writing to it.
+fn drain(mut pipe: impl Read + Send + 'static) {
+    thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()));
+}
+
+/// The server's open fds and epoll interest entries, from /proc.
+fn raw_holdings(child: &Killed) -> (usize, usize) {
+    let pid = child.0.id();
+    (fd_count(pid), tests::process::epoll_interest(pid).len())
+}
+
+/// The server with its stdout as raw bytes: the harness's text would hide
+/// whether invalid UTF-8 went through as bytes or was replaced.
 struct RawServer {
-    child: Child,
+    child: Killed,
     addr: SocketAddr,
     chunks: mpsc::Receiver<Vec<u8>>,
     stdout: Vec<u8>,
@@ -279,20 +325,10 @@ struct RawServer {
 
 impl RawServer {
     fn start() -> RawServer {
-        let mut child = StdCommand::new(binary(NAME))
-            .args(["--addr", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            // The log is not needed here, and a null stderr never fills.
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the server");
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let (child, addr, mut reader, stderr) = spawn_raw();
+        drain(stderr);
         let (tx, chunks) = mpsc::channel();
         thread::spawn(move || {
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line.into_bytes());
             let mut buffer = [0u8; 8192];
             while let Ok(n @ 1..) = reader.read(&mut buffer) {
                 if tx.send(buffer[..n].to_vec()).is_err() {
@@ -300,13 +336,6 @@ impl RawServer {
                 }
             }
         });
-        let first = chunks.recv_timeout(PATIENCE).expect("no startup line");
-        let addr = String::from_utf8(first)
-            .unwrap()
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .expect("a `listening on ADDR` line");
         RawServer {
             child,
             addr,
@@ -331,18 +360,12 @@ impl RawServer {
     }
 }
 
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Every byte value, invalid UTF-8 included, reaches stdout as it came:
 /// stdout takes bytes, so nothing is replaced, escaped or refused.
 #[test]
 fn binary_bytes_are_printed_as_bytes() {
     let mut server = RawServer::start();
+    let baseline = raw_holdings(&server.child);
     let mut sent = b"<<".to_vec();
     sent.extend(0..=255u8);
     sent.extend_from_slice(b"\xff\xfe\xc3(\xed\xa0\x80>>");
@@ -359,6 +382,51 @@ fn binary_bytes_are_printed_as_bytes() {
         .write_all(b"after the garbage\n")
         .unwrap();
     assert!(server.wait_for(b"after the garbage\n"));
+    assert!(
+        wait_until(PATIENCE, || raw_holdings(&server.child) == baseline),
+        "holds (fds, interest) {:?}, {baseline:?} before",
+        raw_holdings(&server.child)
+    );
+}
+
+/// The analogue of a write to a closed socket here: a stdout whose reader
+/// has gone. Each write then fails with EPIPE. Rust sets SIGPIPE to
+/// "ignore" before `main`, so that is an error, which the server ignores,
+/// not a death by signal (the default action of SIGPIPE): it goes on
+/// serving, and stops cleanly when told.
+#[test]
+fn a_closed_stdout_is_no_reason_to_stop() {
+    let (mut child, addr, stdout, stderr) = spawn_raw();
+    drain(stderr);
+    let baseline = raw_holdings(&child);
+    drop(stdout);
+    for line in 0..20 {
+        connect(addr)
+            .write_all(format!("a line nobody reads {line}\n").as_bytes())
+            .unwrap();
+    }
+    // Every client read, printed into the void, and closed.
+    assert!(
+        wait_until(PATIENCE, || raw_holdings(&child) == baseline
+            || child.0.try_wait().unwrap().is_some()),
+        "holds (fds, interest) {:?}, {baseline:?} before",
+        raw_holdings(&child)
+    );
+    assert_eq!(child.0.try_wait().unwrap(), None, "the server died");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < PATIENCE, "SIGTERM did not stop it");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
 }
 
 /// Clients that send megabytes without a newline: each read of at most
@@ -518,16 +586,6 @@ fn a_busy_port_is_one_line_not_a_panic() {
 
 // --------------------------------------------------------------- shutdown
 
-/// Kills and reaps the child when dropped, pass or fail.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Which output of the server nobody reads.
 #[derive(Debug, Clone, Copy)]
 enum Stuck {
@@ -560,33 +618,14 @@ fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
 /// other output is drained), and floods it from a client until that pipe
 /// is full: every further write(2) to it would block.
 fn start_with_a_full_pipe(stuck: Stuck) -> (Killed, OwnedFd) {
-    let mut child = StdCommand::new(binary(NAME))
-        .args(["--addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start the server");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let stderr = child.stderr.take().unwrap();
-    let child = Killed(child);
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("not a `listening on ADDR` line: {line:?}"));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()));
-    };
+    let (child, addr, stdout, stderr) = spawn_raw();
     let unread = match stuck {
         Stuck::Stdout => {
-            drain(Box::new(stderr));
+            drain(stderr);
             OwnedFd::from(stdout.into_inner())
         }
         Stuck::Stderr => {
-            drain(Box::new(stdout));
+            drain(stdout);
             OwnedFd::from(stderr)
         }
     };
