@@ -20,7 +20,7 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Stdio;
+use std::process::{ChildStdout, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -463,23 +463,7 @@ fn sigint_exits_0_promptly() {
 /// holds.
 #[test]
 fn sigterm_exits_0_while_nobody_reads_stdout() {
-    let mut child = Killed(
-        std::process::Command::new(binary(ECHO))
-            .args(["--addr", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the echo server"),
-    );
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("not a `listening on ADDR` line: {line:?}"));
+    let (mut child, addr, stdout) = spawn_loud();
     // From here on, nobody reads stdout. Each client adds two lines
     // (`connected by`, `closed after`), about 70 bytes: a 64 KiB pipe is
     // full after about a thousand. Then the server blocks in write(2)
@@ -526,6 +510,44 @@ fn sigterm_exits_0_while_nobody_reads_stdout() {
         thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// Starts the echo server (not quiet) with its stdout a pipe of the
+/// test's own, read up to the `listening on` line only, and stderr
+/// discarded.
+fn spawn_loud() -> (Killed, SocketAddr, BufReader<ChildStdout>) {
+    let mut child = Killed(
+        std::process::Command::new(binary(ECHO))
+            .args(["--addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start the echo server"),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not a `listening on ADDR` line: {line:?}"));
+    (child, addr, stdout)
+}
+
+/// A stdout whose reader has gone: the server's `connected by` line fails
+/// with EPIPE. Rust sets SIGPIPE to "ignore" before `main`, so that is an
+/// error, which `say` ignores, not a death by signal: every client is still
+/// echoed.
+#[test]
+fn a_closed_stdout_is_no_reason_to_stop() {
+    let (mut child, addr, stdout) = spawn_loud();
+    drop(stdout);
+    for client in 0..20 {
+        assert_echoes(addr, format!("client {client}").as_bytes());
+    }
+    assert_eq!(child.0.try_wait().unwrap(), None, "the server died");
 }
 
 /// Kills and reaps the child when dropped, pass or fail.
