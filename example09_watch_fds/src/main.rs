@@ -16,6 +16,9 @@
 //! what the fd is and the names of its flags (`EPOLLIN|EPOLLRDHUP`), so you
 //! can watch the kernel talk.
 //!
+//! stdout and stderr are file descriptors too, and can block: output.rs
+//! makes sure a stdout nobody reads cannot stop Ctrl-C from working.
+//!
 //! Run it with `cargo run -p example09_watch_fds -- --watch /tmp`, then in a
 //! second terminal `nc 127.0.0.1 8080` and type, or `touch /tmp/x`, or type
 //! into the first terminal.
