@@ -26,8 +26,9 @@ pub use client::{GET, RESPONSE, connect, exchange, request, tcp_info};
 pub use server::{Holdings, Server};
 pub use wait::wait_until;
 
-/// The servers that answer the tutorial's request with its response, and
-/// serve clients concurrently (all but 01 and 02, which take one at a time).
+/// The epoll servers of the HOWTO (examples 3 to 6): the tutorial's
+/// response, many clients at once, and `--trace`. Every HTTP server, with
+/// its request and response, is in [`targets`].
 pub const CONCURRENT_SERVERS: &[&str] = &[
     "example03_epoll_level",
     "example04_epoll_edge",

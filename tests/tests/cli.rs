@@ -22,7 +22,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// The shared options, and how to stop the server.
 #[test]
-fn help_describes_every_option_and_how_to_stop() {
+fn help_describes_every_option() {
     for name in binaries() {
         let output = command(name).arg("--help").assert().success();
         let help = text(&output.get_output().stdout);

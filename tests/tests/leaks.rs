@@ -40,7 +40,7 @@ fn misbehave(target: &Target, server: &Server) {
     }
 }
 
-fn no_leaks(target: &Target) {
+fn no_fd_leaks(target: &Target) {
     // Answering one request first makes every fd of the server's own exist:
     // it prints its startup line before it creates its epoll instance and
     // signalfd.
@@ -54,6 +54,6 @@ fn no_leaks(target: &Target) {
 #[test]
 fn misbehaving_clients_leave_nothing_behind() {
     for target in targets::SERVERS {
-        no_leaks(target);
+        no_fd_leaks(target);
     }
 }

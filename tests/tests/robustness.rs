@@ -178,10 +178,9 @@ fn idle_past_fd_setsize(target: &Target) {
         assert_eq!(text(&answer), text(UNAVAILABLE), "{name}");
     }
     assert!(
-        server
-            .stderr()
-            .lines()
-            .all(|line| !line.contains("panicked"))
+        !server.stderr().contains("panicked"),
+        "{name}: {}",
+        server.stderr()
     );
     leave_with_resets(idle);
     target.assert_back(&server, baseline);
