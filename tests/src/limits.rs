@@ -117,3 +117,15 @@ pub fn room_for_threads(wanted: u64) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_machine_has_room_for_a_trillion_threads() {
+        let why = room_for_threads(1 << 40).unwrap_err();
+        assert!(why.contains("threads-max"), "{why}");
+        assert!(room_for_threads(1).is_ok());
+    }
+}
