@@ -90,7 +90,7 @@ pub fn is_out_of_descriptors(err: &io::Error) -> bool {
 /// new connection (accept(2), "Error handling").
 ///
 /// Any other failure (out of descriptors, above all) lasts: retrying at
-/// once would fail again, so the epoll examples pause accepting instead.
+/// once would fail again, so the servers pause accepting instead.
 pub fn concerns_one_client(err: &io::Error) -> bool {
     use nix::libc::*;
     matches!(

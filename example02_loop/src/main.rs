@@ -36,11 +36,17 @@ fn main() -> common::MainResult {
         // socket itself never carries data.
         let connection = match listener.accept() {
             Ok((connection, _address)) => connection,
-            Err(err) => {
-                // Out of file descriptors, or a client that gave up before we
-                // took it: neither is a reason to stop serving. Wait a moment
-                // so that a lasting error does not spin the CPU.
+            // A client that gave up while it waited in the queue: its
+            // failure says nothing about the next one.
+            Err(err) if common::concerns_one_client(&err) => {
                 common::warn(format_args!("accept failed: {err}"));
+                continue;
+            }
+            Err(err) => {
+                // Out of file descriptors, most likely: no reason to stop
+                // serving, but retrying at once would fail again. Wait a
+                // moment so that a lasting error does not spin the CPU.
+                common::warn(format_args!("accept failed, pausing: {err}"));
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 continue;
             }
