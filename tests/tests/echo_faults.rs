@@ -315,7 +315,11 @@ fn a_slow_reader_is_echoed_with_bounded_memory() {
     let mut byte = [0u8; 1];
     match next.read(&mut byte) {
         Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        other => panic!("the next client got {other:?} while the slow one held the server"),
+        other => panic!(
+            "the next client got {other:?} while the slow one held the server \
+             ({sent} bytes in flight); stderr:\n{}",
+            server.stderr()
+        ),
     }
 
     // Now the slow client reads: 64 KiB a byte at a time, then the rest
