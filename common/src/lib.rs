@@ -9,7 +9,7 @@
 //! | [`listen`](mod@listen) | the listening socket: socket, SO_REUSEADDR, bind, listen |
 //! | [`flags`] | names for epoll's event bits, for `--trace` |
 //! | [`signals`] | a signalfd for SIGINT and SIGTERM, so the epoll loop can stop cleanly |
-//! | [`output`] | printing requests and trace lines without dying on a closed pipe |
+//! | [`output`] | printing requests and trace lines without dying on a closed pipe or going deaf to Ctrl-C on a full one |
 //!
 //! A note on SIGPIPE: writing to a socket whose peer has gone raises SIGPIPE,
 //! which kills a C program. Rust's runtime sets SIGPIPE to "ignore" before

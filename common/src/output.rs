@@ -1,28 +1,62 @@
-//! What the servers print.
+//! What the servers print, written so that printing can neither kill a
+//! server nor make it deaf to Ctrl-C.
 //!
-//! Printing uses `write!` and ignores errors instead of `println!`, which
-//! panics when stdout is a pipe nobody reads any more ("Broken pipe"): a
-//! server must not die because its log went away.
+//! Two things can go wrong with output. The reader can go away (`| head`
+//! exits): the next write(2) fails with EPIPE. `println!` panics on that;
+//! these functions ignore it, since a server must not die because its log
+//! went away. Or the reader can stop reading (`| less` left on its first
+//! page, a terminal paused with Ctrl-S): once the pipe or the terminal's
+//! queue is full, write(2) blocks. A server blocked there serves no one,
+//! and, worse, never gets back to epoll_wait to find SIGINT or SIGTERM in
+//! its signalfd (the signals are blocked, see `signals`): Ctrl-C and `kill`
+//! do nothing.
+//!
+//! So every write first waits with poll(2) for room in the output *or* a
+//! pending stop signal, watched by a signalfd of this module's own. With
+//! room, it writes; with a stop signal pending, it drops the output and
+//! returns, and the loop finds the signal and stops. While the output is
+//! merely slow, the server waits for it, like the Python's `print`: making
+//! stdout non-blocking would change the terminal the shell shares (the
+//! O_NONBLOCK flag belongs to the open file, not to this process), and
+//! keeping what does not fit would need a buffer, a cap and a policy.
 
-use std::io::{self, Write};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::SigSet;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::request::RequestBuffer;
 
 /// The separator the HOWTO prints above each request.
 const SEPARATOR: &str = "----------------------------------------";
 
+/// At most this much per write(2). poll(2) reports a pipe writable when a
+/// page (4 KiB) is free, and a terminal when its queue is nearly empty: a
+/// write this small then goes through without blocking.
+const CHUNK: usize = 1024;
+
+/// A signalfd for the stop signals, only ever polled, never read: reading
+/// is the loop's job, with its own signalfd. Set by `signals`.
+static STOP_SIGNALS: OnceLock<SignalFd> = OnceLock::new();
+
+/// Set once a stop signal has been taken: output no longer waits at all.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
 /// Prints a request like the tutorial: a line of dashes, then the request.
 pub fn print_request(request: &RequestBuffer) {
-    // One write for the whole entry, so entries from one process never
-    // interleave and a request costs one system call to print.
     let entry = format!("{SEPARATOR}\n{}\n", request.text());
-    let _ = io::stdout().lock().write_all(entry.as_bytes());
+    write_stdout(entry.as_bytes());
 }
 
 /// Prints one epoll event to stderr for `--trace`: `fd 5: EPOLLIN|EPOLLRDHUP`.
 pub fn trace_event(fd: u64, events: u32) {
     let line = format!("fd {fd}: {}\n", crate::flags::epoll_flag_names(events));
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+    write_stderr(line.as_bytes());
 }
 
 /// Prints a note to stderr (a dropped connection, a failed accept), with the
@@ -31,5 +65,84 @@ pub fn warn(message: std::fmt::Arguments<'_>) {
     let name = std::env::args().next().unwrap_or_default();
     let name = name.rsplit('/').next().unwrap_or_default();
     let line = format!("{name}: {message}\n");
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+    write_stderr(line.as_bytes());
 }
+
+/// Writes `bytes` to stdout as they are (not necessarily UTF-8), unless a
+/// stop signal comes first.
+pub fn write_stdout(bytes: &[u8]) {
+    // The lock keeps one entry whole when threads print at once (example
+    // 7), and keeps std's own buffered stdout out of the way.
+    let stdout = io::stdout().lock();
+    write_all(stdout.as_fd(), bytes);
+}
+
+/// Writes `bytes` to stderr, unless a stop signal comes first.
+pub fn write_stderr(bytes: &[u8]) {
+    let stderr = io::stderr().lock();
+    write_all(stderr.as_fd(), bytes);
+}
+
+/// For a loop that reads its stop signal and then still prints (a goodbye
+/// line): from now on, output that cannot be written at once is dropped.
+/// (Reading the signal takes it, so the signalfd here no longer shows it.)
+pub fn stopping() {
+    STOPPING.store(true, Ordering::Relaxed);
+}
+
+/// Called by `signals` once SIGINT and SIGTERM are blocked: from then on,
+/// output waits for room or for one of `stop`.
+pub(crate) fn watch_stop_signals(stop: &SigSet) -> io::Result<()> {
+    if STOP_SIGNALS.get().is_none() {
+        let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
+        let _ = STOP_SIGNALS.set(SignalFd::with_flags(stop, flags)?);
+    }
+    Ok(())
+}
+
+// ANCHOR: room
+/// write(2) until every byte is out, unless a stop signal comes first.
+/// Errors end the output silently: EPIPE (Rust ignores SIGPIPE, so a closed
+/// stdout is an error, not a death) is no reason to stop serving.
+fn write_all(out: BorrowedFd<'_>, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        if !wait_for_room(out) {
+            return;
+        }
+        match nix::unistd::write(out, &bytes[..bytes.len().min(CHUNK)]) {
+            Ok(0) => return,
+            Ok(n) => bytes = &bytes[n..],
+            // Someone else made the output non-blocking: wait again.
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Waits until `out` can take a write (true) or a stop signal is pending
+/// (false).
+fn wait_for_room(out: BorrowedFd<'_>) -> bool {
+    let stopping = STOPPING.load(Ordering::Relaxed);
+    let mut fds = vec![PollFd::new(out, PollFlags::POLLOUT)];
+    if let Some(stop) = STOP_SIGNALS.get().filter(|_| !stopping) {
+        fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN));
+    }
+    let timeout = if stopping {
+        PollTimeout::ZERO
+    } else {
+        PollTimeout::NONE
+    };
+    loop {
+        match poll(&mut fds, timeout) {
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            // Cannot wait (out of memory): write, as a plain write would.
+            Err(_) => return true,
+        }
+    }
+    // POLLERR or POLLHUP (the reader has gone) count as room: the write
+    // then reports the error, and the output ends.
+    let room = PollFlags::POLLOUT | PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+    fds[0].revents().is_some_and(|got| got.intersects(room))
+}
+// ANCHOR_END: room

@@ -30,6 +30,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 pub fn stop_signals() -> io::Result<SignalFd> {
     let stop = stop_set();
     stop.thread_block()?;
+    // Output, too, must not wait past a stop signal (see `output`).
+    crate::output::watch_stop_signals(&stop)?;
     let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
     Ok(SignalFd::with_flags(&stop, flags)?)
 }
@@ -42,6 +44,7 @@ pub fn stop_signals() -> io::Result<SignalFd> {
 pub fn exit_on_stop_signals() -> io::Result<()> {
     let stop = stop_set();
     stop.thread_block()?;
+    crate::output::watch_stop_signals(&stop)?;
     std::thread::Builder::new()
         .name("stop".into())
         .spawn(move || {

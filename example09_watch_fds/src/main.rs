@@ -16,14 +16,13 @@
 //! what the fd is and the names of its flags (`EPOLLIN|EPOLLRDHUP`), so you
 //! can watch the kernel talk.
 //!
-//! stdout and stderr are file descriptors too, and can block: output.rs
+//! stdout and stderr are file descriptors too, and can block: common::output
 //! makes sure a stdout nobody reads cannot stop Ctrl-C from working.
 //!
 //! Run it with `cargo run -p example09_watch_fds -- --watch /tmp`, then in a
 //! second terminal `nc 127.0.0.1 8080` and type, or `touch /tmp/x`, or type
 //! into the first terminal.
 
-mod output;
 mod timestamp;
 
 use std::collections::HashMap;
@@ -146,9 +145,6 @@ fn main() -> common::MainResult {
     let args = Args::parse();
     // SIGINT and SIGTERM wait in a file descriptor from now on.
     let stop = common::stop_signals()?;
-    // Output waits for room or for those signals (see output.rs): a stdout
-    // nobody reads cannot make the server deaf to Ctrl-C.
-    output::watch_stop_signals()?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     let mut watched: HashMap<RawFd, Watched> = HashMap::new();
     watch(&epoll, &mut watched, Watched::Signals(stop))?;
@@ -228,7 +224,7 @@ fn main() -> common::MainResult {
                     if let Ok(Some(info)) = signals.read_signal() {
                         // The signal is taken: output must not wait for
                         // room any more, or a stuck stdout would hold us.
-                        output::stopping();
+                        common::output::stopping();
                         let name = Signal::try_from(info.ssi_signo as i32)
                             .map_or("a signal", Signal::as_str);
                         note(fd, format_args!("{name}: stopping"));
@@ -406,7 +402,7 @@ fn on_client(
                 // text that is not UTF-8 is passed on, not an error. (The
                 // Python writes bytes to a text stream: a TypeError.) At
                 // once, unbuffered: nothing is kept between reads.
-                output::to_stdout(&buffer[..n]);
+                common::output::write_stdout(&buffer[..n]);
             }
             note(fd, format_args!("read {n} bytes from client {peer}"));
             Next::Keep
@@ -508,16 +504,17 @@ fn forget(epoll: &Epoll, watched: &mut HashMap<RawFd, Watched>, fd: RawFd) {
 /// One log line on stderr: `2026-11-24 10:39:19.104Z fd 5 client
 /// 127.0.0.1:40000: EPOLLIN|EPOLLRDHUP`. One write per line of up to
 /// 1 KiB, so lines never interleave; a closed stderr is ignored, and one
-/// that nobody reads does not make the server deaf to Ctrl-C (output.rs).
+/// that nobody reads does not make the server deaf to Ctrl-C
+/// (common::output).
 fn log(fd: RawFd, what: &str, message: String) {
     let line = format!("{} fd {fd} {what}: {message}\n", timestamp::now());
-    output::to_stderr(line.as_bytes());
+    common::output::write_stderr(line.as_bytes());
 }
 
 /// A line about what handling an event did, indented under the event.
 fn note(fd: RawFd, message: std::fmt::Arguments<'_>) {
     let line = format!("{}   fd {fd}: {message}\n", timestamp::now());
-    output::to_stderr(line.as_bytes());
+    common::output::write_stderr(line.as_bytes());
 }
 // ANCHOR_END: log
 

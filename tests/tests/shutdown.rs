@@ -48,3 +48,105 @@ fn sigterm_stops_every_server_with_status_0() {
         stops_cleanly(target, libc::SIGTERM);
     }
 }
+
+/// A server whose stdout is a pipe that the test stops reading after the
+/// `listening on` line, killed when dropped.
+struct Unread {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    /// The read end, kept open and never read: the pipe fills up.
+    _stdout: std::process::ChildStdout,
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_unread(target: &Target) -> Unread {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tests::binary(target.binary))
+        .args(target.args)
+        .args(["--addr", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Byte by byte up to the end of the first line, so that nothing after
+    // it is read.
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        assert_eq!(
+            stdout.read(&mut byte).unwrap(),
+            1,
+            "{}: no startup line",
+            target.name
+        );
+        line.push(byte[0]);
+    }
+    let line = String::from_utf8(line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{}: {line:?}", target.name))
+        .parse()
+        .unwrap();
+    Unread {
+        child,
+        addr,
+        _stdout: stdout,
+    }
+}
+
+#[test]
+fn stop_signals_work_while_nobody_reads_stdout() {
+    // A server prints every request (no --quiet). Its stdout is a pipe
+    // that nobody reads, like `| less` left on its first page: after 64
+    // KiB the pipe is full, and printing the next request would block in
+    // write(2). The server then answers no one, which is fair (it waits
+    // for its log, as the Python's print would); but Ctrl-C and SIGTERM
+    // must still stop it. common::output waits for room *or* a stop
+    // signal.
+    for target in every_server().filter(|t| t.binary != "example01_blocking") {
+        let name = target.name;
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            let mut server = start_unread(target);
+            // Each request prints about 80 bytes: the pipe is full after
+            // about 800. Stop at the first request not answered within a
+            // second; the server is stuck then.
+            let mut answered = 0;
+            loop {
+                assert!(answered < 20_000, "{name}: stdout never filled up");
+                let mut stream = connect(server.addr);
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(1)))
+                    .unwrap();
+                match tests::exchange(&mut stream, target.request) {
+                    Ok(response) if response == target.response => answered += 1,
+                    _ => break,
+                }
+            }
+            let pid = server.child.id() as libc::pid_t;
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+            let sent = Instant::now();
+            let status = loop {
+                if let Some(status) = server.child.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    sent.elapsed() < PROMPTLY,
+                    "{name}: signal {signal} did not stop it within {PROMPTLY:?} with stdout full after {answered} requests"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            assert_eq!(status.code(), Some(0), "{name}, signal {signal}: {status}");
+        }
+    }
+}
