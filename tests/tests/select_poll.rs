@@ -1,16 +1,20 @@
 //! Example 8, select(2) and poll(2): both serve like example 3; select
 //! cannot watch a file descriptor of 1024 or more and refuses such a client
 //! cleanly, poll watches as many as the process may open.
+//!
+//! What every server must do with a request runs for both pollers in
+//! `answers.rs` (`example08_select::…`, `example08_poll::…`), and the stop
+//! signals in `shutdown.rs`; here is what tells the two apart.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::Command as Process;
-use std::thread;
 use std::time::Duration;
 
 use assert_cmd::Command;
 use tests::client::PATIENCE;
 use tests::limits::{limit_nofile, raise_nofile};
+use tests::targets::UNAVAILABLE;
 use tests::{GET, RESPONSE, Server, binary, connect, request, wait_until};
 
 const BINARY: &str = "example08_select_poll";
@@ -20,134 +24,6 @@ const FD_SETSIZE: usize = 1024;
 
 /// More clients than select can watch.
 const MANY: usize = 1100;
-
-/// What the server answers a connection it cannot watch.
-const UNAVAILABLE: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\n\
-Content-Type: text/plain\r\n\
-Content-Length: 21\r\n\
-\r\n\
-Too many connections\n";
-
-fn start(poller: &str, args: &[&str]) -> Server {
-    let mut all = vec!["--poller", poller];
-    all.extend_from_slice(args);
-    Server::start(BINARY, &all)
-}
-
-fn quiet(poller: &str) -> Server {
-    start(poller, &["--quiet"])
-}
-
-fn exact_response(poller: &str) {
-    let server = quiet(poller);
-    assert_eq!(request(server.addr(), GET), RESPONSE);
-}
-
-fn one_byte_at_a_time(poller: &str) {
-    let server = quiet(poller);
-    let mut stream = connect(server.addr());
-    stream.set_nodelay(true).unwrap();
-    for byte in GET {
-        stream.write_all(&[*byte]).unwrap();
-    }
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    assert_eq!(response, RESPONSE);
-}
-
-fn garbage_then_a_request(poller: &str) {
-    let server = quiet(poller);
-    {
-        let mut stream = connect(server.addr());
-        stream.write_all(&[0xff, 0x00, 0xfe, b'\r', 0x80]).unwrap();
-    }
-    assert_eq!(request(server.addr(), GET), RESPONSE);
-}
-
-fn prints_each_request(poller: &str) {
-    let server = start(poller, &[]);
-    assert_eq!(
-        request(server.addr(), b"GET /printed HTTP/1.0\r\n\r\n"),
-        RESPONSE
-    );
-    assert!(
-        server.wait_for_stdout(PATIENCE, |out| out.contains("GET /printed HTTP/1.0")),
-        "stdout:\n{}",
-        server.stdout()
-    );
-}
-
-fn hundred_concurrent_clients(poller: &str) {
-    let server = quiet(poller);
-    let addr = server.addr();
-    let clients: Vec<_> = (0..100)
-        .map(|_| thread::spawn(move || request(addr, GET)))
-        .collect();
-    for client in clients {
-        assert_eq!(client.join().unwrap(), RESPONSE);
-    }
-}
-
-/// A silent client does not stall its neighbours: one thread, many clients.
-fn a_silent_client_does_not_stall_the_others(poller: &str) {
-    let server = quiet(poller);
-    let _silent = connect(server.addr());
-    assert!(wait_until(PATIENCE, || server.connections() == 1));
-    assert_eq!(request(server.addr(), GET), RESPONSE);
-}
-
-fn sigterm_exits_0(poller: &str) {
-    let mut server = quiet(poller);
-    let _silent = connect(server.addr());
-    assert!(wait_until(PATIENCE, || server.connections() == 1));
-    server.signal(libc::SIGTERM);
-    let status = server.wait_exit(PATIENCE).expect("the server did not stop");
-    assert_eq!(status.code(), Some(0), "{status}");
-}
-
-/// 64 KiB without an end: past the 32 KiB cap. The server answers 431 and
-/// closes (the client may see a reset instead, since the server does not
-/// read the rest), and answers the next client.
-fn oversized_request_is_refused(poller: &str) {
-    let server = quiet(poller);
-    let mut stream = connect(server.addr());
-    match tests::exchange(&mut stream, &vec![b'a'; 64 * 1024]) {
-        Ok(response) => assert!(
-            response.starts_with(b"HTTP/1.0 431 "),
-            "unexpected answer: {:?}",
-            String::from_utf8_lossy(&response)
-        ),
-        Err(err) => assert!(
-            matches!(
-                err.kind(),
-                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
-            ),
-            "unexpected error: {err}"
-        ),
-    }
-    assert_eq!(request(server.addr(), GET), RESPONSE);
-}
-
-/// One `#[test]` per check, in a module named after the poller.
-macro_rules! checks {
-    ($poller:ident) => {
-        mod $poller {
-            checks!(@tests $poller: exact_response, one_byte_at_a_time,
-                garbage_then_a_request, prints_each_request, hundred_concurrent_clients,
-                a_silent_client_does_not_stall_the_others, sigterm_exits_0,
-                oversized_request_is_refused);
-        }
-    };
-    (@tests $poller:ident: $($check:ident),*) => {$(
-        #[test]
-        fn $check() {
-            super::$check(stringify!($poller));
-        }
-    )*};
-}
-
-checks!(select);
-checks!(poll);
 
 #[test]
 fn help_names_both_pollers() {

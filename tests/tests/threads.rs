@@ -1,25 +1,21 @@
 //! Example 7, a thread per connection: it answers beside a silent client
 //! like the epoll servers, but every connection costs a thread, which
 //! epoll's do not; and a cap keeps the thread count bounded.
+//!
+//! What every server must do with a request is checked for example 7 in
+//! `answers.rs` (`example07_threads::…`); here is what threads change.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
-use std::thread;
 use std::time::Duration;
 
 use assert_cmd::Command;
 use tests::client::PATIENCE;
 use tests::process::{status_field, threads};
+use tests::targets::UNAVAILABLE;
 use tests::{GET, RESPONSE, Server, binary, connect, request, wait_until};
 
 const THREADS: &str = "example07_threads";
-
-/// What example 7 answers when every thread is busy.
-const UNAVAILABLE: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\n\
-Content-Type: text/plain\r\n\
-Content-Length: 21\r\n\
-\r\n\
-Too many connections\n";
 
 fn quiet(args: &[&str]) -> Server {
     let mut all = vec!["--quiet"];
@@ -36,85 +32,6 @@ fn wait_for_threads(server: &Server, count: u64) {
         "expected {count} threads, the server has {}",
         threads(server.pid())
     );
-}
-
-#[test]
-fn exact_response() {
-    let server = quiet(&[]);
-    assert_eq!(request(server.addr(), GET), RESPONSE);
-}
-
-#[test]
-fn one_byte_at_a_time() {
-    let server = quiet(&[]);
-    let mut stream = connect(server.addr());
-    stream.set_nodelay(true).unwrap();
-    for byte in GET {
-        stream.write_all(&[*byte]).unwrap();
-    }
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    assert_eq!(response, RESPONSE);
-}
-
-#[test]
-fn garbage_then_a_request() {
-    let server = quiet(&[]);
-    {
-        let mut stream = connect(server.addr());
-        stream.write_all(&[0xff, 0x00, 0xfe, b'\r', 0x80]).unwrap();
-    }
-    assert_eq!(request(server.addr(), GET), RESPONSE);
-}
-
-/// 64 KiB without an end: past the 32 KiB cap. The server answers 431 and
-/// closes (the client may see a reset instead, since the server does not
-/// read the rest), and answers the next client.
-#[test]
-fn oversized_request_is_refused() {
-    let server = quiet(&[]);
-    let mut stream = connect(server.addr());
-    match tests::exchange(&mut stream, &vec![b'a'; 64 * 1024]) {
-        Ok(response) => assert!(
-            response.starts_with(b"HTTP/1.0 431 "),
-            "unexpected answer: {:?}",
-            String::from_utf8_lossy(&response)
-        ),
-        Err(err) => assert!(
-            matches!(
-                err.kind(),
-                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
-            ),
-            "unexpected error: {err}"
-        ),
-    }
-    assert_eq!(request(server.addr(), GET), RESPONSE);
-}
-
-#[test]
-fn prints_each_request() {
-    let server = Server::start(THREADS, &[]);
-    assert_eq!(
-        request(server.addr(), b"GET /printed HTTP/1.0\r\n\r\n"),
-        RESPONSE
-    );
-    assert!(
-        server.wait_for_stdout(PATIENCE, |out| out.contains("GET /printed HTTP/1.0")),
-        "stdout:\n{}",
-        server.stdout()
-    );
-}
-
-#[test]
-fn hundred_concurrent_clients() {
-    let server = quiet(&[]);
-    let addr = server.addr();
-    let clients: Vec<_> = (0..100)
-        .map(|_| thread::spawn(move || request(addr, GET)))
-        .collect();
-    for client in clients {
-        assert_eq!(client.join().unwrap(), RESPONSE);
-    }
 }
 
 /// Like the epoll servers (and unlike example 2), a client that says
