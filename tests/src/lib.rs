@@ -8,7 +8,9 @@
 //! | [`server`] | a running server: its port, its output, its fate |
 //! | [`client`] | requests, and the kernel's TCP_INFO counters for a socket |
 //! | [`limits`] | RLIMIT_NOFILE: raising ours, lowering a server's |
+//! | [`piped_stdin`] | starting a server whose stdin is a pipe the test writes to |
 //! | [`process`] | what /proc says about a server: fds, threads, memory, CPU |
+//! | [`raw`] | a server on raw pipes, unread or read as bytes; a child killed when dropped |
 //! | [`targets`] | the table of servers that every-server tests run over |
 //! | [`wait`] | bounded polling, for what has no readiness signal |
 
@@ -17,6 +19,7 @@ pub mod client;
 pub mod limits;
 pub mod piped_stdin;
 pub mod process;
+pub mod raw;
 pub mod server;
 pub mod targets;
 pub mod wait;

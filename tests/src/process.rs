@@ -64,6 +64,19 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
+/// Asserts that process `pid` uses under 300 ms of CPU time in the next
+/// second: a server that waits (blocked, or pausing between retries) uses
+/// almost none, a busy loop most of it. `who` names it in the failure.
+pub fn assert_not_spinning(pid: u32, who: &str) {
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(pid) - before;
+    assert!(
+        used < Duration::from_millis(300),
+        "{who} used {used:?} of CPU in 1 s"
+    );
+}
+
 /// What the epoll instances of process `pid` watch, as the kernel shows it
 /// in /proc/PID/fdinfo: one `(watched fd, event mask)` per interest entry.
 ///

@@ -3,23 +3,25 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::process;
+use crate::raw::Killed;
 
 /// How long a server may take to print its `listening on` line: building is
 /// done before the clock starts, so this is start-up alone, on a busy box.
 const STARTUP: Duration = Duration::from_secs(30);
 
 /// A running example binary. Dropping it kills the process (SIGKILL) and
-/// reaps it, so no server outlives its test, whether it passed or panicked.
+/// reaps it ([`Killed`]), so no server outlives its test, whether it passed
+/// or panicked.
 pub struct Server {
     name: String,
-    child: Child,
+    child: Killed,
     addr: SocketAddr,
     stdout: Arc<Output>,
     stderr: Arc<Output>,
@@ -66,7 +68,7 @@ impl Server {
                 .copied()
                 .collect::<Vec<_>>()
                 .join(" "),
-            child,
+            child: Killed(child),
             addr: "0.0.0.0:0".parse().unwrap(),
             stdout,
             stderr,
@@ -87,7 +89,7 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Everything the server printed to stdout after its startup line.
@@ -163,31 +165,12 @@ impl Server {
 
     /// Sends a signal (libc::SIGINT, SIGTERM, ...) to the server.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) with our own child's pid; the child is not yet
-        // reaped (we hold it), so the pid cannot have been reused.
-        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        self.child.signal(signal);
     }
 
     /// Waits for the server to exit by itself, polling its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.wait_exit(timeout)
     }
 }
 

@@ -17,10 +17,10 @@
 //!   `at_64_files_100_silent_clients_wait_their_turn`).
 //! - SIGTERM is pinned by `echo.rs` (`sigterm_exits_0`); SIGINT is here.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{ChildStdout, Stdio};
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use tests::client::PATIENCE;
-use tests::process::{cpu_time, fd_count, status_field};
+use tests::process::{assert_not_spinning, fd_count, status_field};
+use tests::raw::{self, Raw, pipe_fill};
 use tests::{Holdings, Server, binary, connect, tcp_info, wait_until};
 
 const ECHO: &str = "example00_echo";
@@ -355,14 +356,6 @@ fn a_slow_reader_is_echoed_with_bounded_memory() {
 
 // --------------------------------------------------------------- exhaustion
 
-/// CPU time the server uses in one second: a busy loop would burn most of
-/// it, a blocked or pausing server almost none.
-fn cpu_in_one_second(server: &Server) -> Duration {
-    let before = cpu_time(server.pid());
-    thread::sleep(Duration::from_secs(1));
-    cpu_time(server.pid()) - before
-}
-
 /// At RLIMIT_NOFILE 64 the echo server never runs out: it holds one
 /// connection at a time, and the 99 other clients wait in the kernel's
 /// accept queue, which costs the server no descriptor. So 100 silent
@@ -380,11 +373,7 @@ fn at_64_files_100_silent_clients_wait_their_turn() {
         fd_count(server.pid()),
         baseline.fds
     );
-    let used = cpu_in_one_second(&server);
-    assert!(
-        used < Duration::from_millis(300),
-        "used {used:?} of CPU in 1 s"
-    );
+    assert_not_spinning(server.pid(), ECHO);
     assert_eq!(
         fd_count(server.pid()),
         baseline.fds + 1,
@@ -416,11 +405,7 @@ fn accept_emfile_pauses_instead_of_spinning() {
         "no EMFILE reported:\n{}",
         server.stderr()
     );
-    let used = cpu_in_one_second(&server);
-    assert!(
-        used < Duration::from_millis(300),
-        "used {used:?} of CPU in 1 s"
-    );
+    assert_not_spinning(server.pid(), ECHO);
     assert!(
         server.wait_exit(Duration::ZERO).is_none(),
         "the server died"
@@ -468,12 +453,17 @@ fn sigint_exits_0_promptly() {
 /// holds.
 #[test]
 fn sigterm_exits_0_while_nobody_reads_stdout() {
-    let (mut child, addr, stdout) = spawn_loud();
+    let Raw {
+        mut process,
+        addr,
+        stdout,
+        ..
+    } = spawn_loud();
     // From here on, nobody reads stdout. Each client adds two lines
     // (`connected by`, `closed after`), about 70 bytes: a 64 KiB pipe is
     // full after about a thousand. Then the server blocks in write(2)
     // before it reads the next client, whose echo never comes.
-    let unread = OwnedFd::from(stdout.into_inner());
+    let unread = OwnedFd::from(stdout);
     let mut clients = 0;
     loop {
         assert!(
@@ -498,47 +488,22 @@ fn sigterm_exits_0_while_nobody_reads_stdout() {
         fill > capacity / 2,
         "stuck with stdout at {fill} of {capacity}"
     );
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    assert_eq!(
-        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "SIGTERM did not stop the server within 5 s, stdout full after {clients} clients"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
+    process.signal(libc::SIGTERM);
+    let status = process
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| {
+            panic!(
+                "SIGTERM did not stop the server within 5 s, stdout full after {clients} clients"
+            )
+        });
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
 /// Starts the echo server (not quiet) with its stdout a pipe of the
 /// test's own, read up to the `listening on` line only, and stderr
 /// discarded.
-fn spawn_loud() -> (Killed, SocketAddr, BufReader<ChildStdout>) {
-    let mut child = Killed(
-        std::process::Command::new(binary(ECHO))
-            .args(["--addr", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the echo server"),
-    );
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("not a `listening on ADDR` line: {line:?}"));
-    (child, addr, stdout)
+fn spawn_loud() -> Raw {
+    raw::start(ECHO, &[], Stdio::null())
 }
 
 /// A stdout whose reader has gone: the server's `connected by` line fails
@@ -547,43 +512,17 @@ fn spawn_loud() -> (Killed, SocketAddr, BufReader<ChildStdout>) {
 /// echoed.
 #[test]
 fn a_closed_stdout_is_no_reason_to_stop() {
-    let (mut child, addr, stdout) = spawn_loud();
+    let Raw {
+        mut process,
+        addr,
+        stdout,
+        ..
+    } = spawn_loud();
     drop(stdout);
     for client in 0..20 {
         assert_echoes(addr, format!("client {client}").as_bytes());
     }
-    assert_eq!(child.0.try_wait().unwrap(), None, "the server died");
-}
-
-/// Kills and reaps the child when dropped, pass or fail.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Bytes waiting in a pipe (FIONREAD) and what it holds at most
-/// (F_GETPIPE_SZ), seen from its read end.
-fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
-    let fd = pipe.as_raw_fd();
-    let mut waiting: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer we pass;
-    // F_GETPIPE_SZ only reads the pipe's size. `fd` is open (we own it).
-    let (rc, size) = unsafe {
-        (
-            libc::ioctl(fd, libc::FIONREAD, &mut waiting),
-            libc::fcntl(fd, libc::F_GETPIPE_SZ),
-        )
-    };
-    assert!(
-        rc == 0 && size > 0,
-        "pipe_fill: {}",
-        std::io::Error::last_os_error()
-    );
-    (waiting as usize, size as usize)
+    assert_eq!(process.wait_exit(Duration::ZERO), None, "the server died");
 }
 
 fn command() -> Command {

@@ -1,10 +1,12 @@
 //! Ctrl-C (SIGINT) and SIGTERM stop every server at once, with status 0,
 //! and leave the port free for the next run.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tests::client::PATIENCE;
 use tests::connect;
+use tests::raw::{self, Raw};
 use tests::targets::{Target, every_server};
 
 /// How soon a server must be gone after the signal. Exiting takes
@@ -49,61 +51,6 @@ fn sigterm_stops_every_server_with_status_0() {
     }
 }
 
-/// A server whose stdout is a pipe that the test stops reading after the
-/// `listening on` line, killed when dropped.
-struct Unread {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    /// The read end, kept open and never read: the pipe fills up.
-    _stdout: std::process::ChildStdout,
-}
-
-impl Drop for Unread {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_unread(target: &Target) -> Unread {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(tests::binary(target.binary))
-        .args(target.args)
-        .args(["--addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    // Byte by byte up to the end of the first line, so that nothing after
-    // it is read.
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\n") {
-        assert_eq!(
-            stdout.read(&mut byte).unwrap(),
-            1,
-            "{}: no startup line",
-            target.name
-        );
-        line.push(byte[0]);
-    }
-    let line = String::from_utf8(line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{}: {line:?}", target.name))
-        .parse()
-        .unwrap();
-    Unread {
-        child,
-        addr,
-        _stdout: stdout,
-    }
-}
-
 #[test]
 fn stop_signals_work_while_nobody_reads_stdout() {
     // A server prints every request (no --quiet). Its stdout is a pipe
@@ -116,14 +63,21 @@ fn stop_signals_work_while_nobody_reads_stdout() {
     for target in every_server().filter(|t| t.binary != "example01_blocking") {
         let name = target.name;
         for signal in [libc::SIGTERM, libc::SIGINT] {
-            let mut server = start_unread(target);
+            // stdout is read up to the `listening on` line, and no further;
+            // its read end stays open.
+            let Raw {
+                mut process,
+                addr,
+                stdout: _unread,
+                ..
+            } = raw::start(target.binary, target.args, Stdio::null());
             // Each request prints about 80 bytes: the pipe is full after
             // about 800. Stop at the first request not answered within a
             // second; the server is stuck then.
             let mut answered = 0;
             loop {
                 assert!(answered < 20_000, "{name}: stdout never filled up");
-                let mut stream = connect(server.addr);
+                let mut stream = connect(addr);
                 stream
                     .set_read_timeout(Some(Duration::from_secs(1)))
                     .unwrap();
@@ -132,20 +86,12 @@ fn stop_signals_work_while_nobody_reads_stdout() {
                     _ => break,
                 }
             }
-            let pid = server.child.id() as libc::pid_t;
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-            let sent = Instant::now();
-            let status = loop {
-                if let Some(status) = server.child.try_wait().unwrap() {
-                    break status;
-                }
-                assert!(
-                    sent.elapsed() < PROMPTLY,
+            process.signal(signal);
+            let status = process.wait_exit(PROMPTLY).unwrap_or_else(|| {
+                panic!(
                     "{name}: signal {signal} did not stop it within {PROMPTLY:?} with stdout full after {answered} requests"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            };
+                )
+            });
             assert_eq!(status.code(), Some(0), "{name}, signal {signal}: {status}");
         }
     }

@@ -11,17 +11,18 @@
 //!   (`megabytes_without_a_newline_keep_memory_bounded`).
 //! - SIGINT and SIGTERM are pinned by `watch_fds.rs` (`stop_signals_exit_0`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, ChildStderr, ChildStdout, Command as StdCommand, Stdio};
+use std::os::fd::OwnedFd;
+use std::process::{Command as StdCommand, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use tests::client::PATIENCE;
-use tests::process::{cpu_time, fd_count, status_field};
+use tests::process::{assert_not_spinning, fd_count, status_field};
+use tests::raw::{self, Killed, Raw, drain, pipe_fill};
 use tests::{Holdings, Server, binary, connect, wait_until};
 
 const NAME: &str = "example09_watch_fds";
@@ -271,50 +272,16 @@ fn a_half_closed_client_is_printed_then_closed() {
 
 // --------------------------------------------------------------- bad input
 
-/// Kills and reaps the child when dropped, pass or fail.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the server with stdout and stderr as pipes of the test's own
-/// (the harness's [`Server`] reads both for us, and turns them into text);
-/// returns it with its address, read from the first line of stdout, and
-/// both pipes, read no further.
-fn spawn_raw() -> (Killed, SocketAddr, BufReader<ChildStdout>, ChildStderr) {
-    let mut child = StdCommand::new(binary(NAME))
-        .args(["--addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start the server");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let stderr = child.stderr.take().unwrap();
-    let child = Killed(child);
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("not a `listening on ADDR` line: {line:?}"));
-    (child, addr, stdout, stderr)
-}
-
-/// Reads `pipe` to its end in a thread, throwing the bytes away, so that
-/// the server never blocks writing to it.
-fn drain(mut pipe: impl Read + Send + 'static) {
-    thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()));
+/// (the harness's [`Server`] reads both for us, and turns them into text),
+/// read no further than the `listening on` line.
+fn spawn_raw() -> Raw {
+    raw::start(NAME, &[], Stdio::piped())
 }
 
 /// The server's open fds and epoll interest entries, from /proc.
 fn raw_holdings(child: &Killed) -> (usize, usize) {
-    let pid = child.0.id();
+    let pid = child.pid();
     (fd_count(pid), tests::process::epoll_interest(pid).len())
 }
 
@@ -322,7 +289,7 @@ fn raw_holdings(child: &Killed) -> (usize, usize) {
 /// a first client accepted (so the listener is in the interest list, which
 /// it joins just after the `listening on` line) and closed again.
 fn settle_raw(child: &Killed, addr: SocketAddr) -> (usize, usize) {
-    let pid = child.0.id();
+    let pid = child.pid();
     let fds = fd_count(pid);
     let warm_up = connect(addr);
     assert!(
@@ -348,8 +315,13 @@ struct RawServer {
 
 impl RawServer {
     fn start() -> RawServer {
-        let (child, addr, mut reader, stderr) = spawn_raw();
-        drain(stderr);
+        let Raw {
+            process: child,
+            addr,
+            stdout: mut reader,
+            stderr,
+        } = spawn_raw();
+        drain(stderr.unwrap());
         let (tx, chunks) = mpsc::channel();
         thread::spawn(move || {
             let mut buffer = [0u8; 8192];
@@ -419,8 +391,13 @@ fn binary_bytes_are_printed_as_bytes() {
 /// serving, and stops cleanly when told.
 #[test]
 fn a_closed_stdout_is_no_reason_to_stop() {
-    let (mut child, addr, stdout, stderr) = spawn_raw();
-    drain(stderr);
+    let Raw {
+        process: mut child,
+        addr,
+        stdout,
+        stderr,
+    } = spawn_raw();
+    drain(stderr.unwrap());
     let baseline = settle_raw(&child, addr);
     drop(stdout);
     for line in 0..20 {
@@ -431,24 +408,13 @@ fn a_closed_stdout_is_no_reason_to_stop() {
     // Every client read, printed into the void, and closed.
     assert!(
         wait_until(PATIENCE, || raw_holdings(&child) == baseline
-            || child.0.try_wait().unwrap().is_some()),
+            || child.wait_exit(Duration::ZERO).is_some()),
         "holds (fds, interest) {:?}, {baseline:?} before",
         raw_holdings(&child)
     );
-    assert_eq!(child.0.try_wait().unwrap(), None, "the server died");
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    assert_eq!(
-        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < PATIENCE, "SIGTERM did not stop it");
-        thread::sleep(Duration::from_millis(10));
-    };
+    assert_eq!(child.wait_exit(Duration::ZERO), None, "the server died");
+    child.signal(libc::SIGTERM);
+    let status = child.wait_exit(PATIENCE).expect("SIGTERM did not stop it");
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
@@ -516,13 +482,7 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
         "holds only {} fds",
         fd_count(server.pid())
     );
-    let before = cpu_time(server.pid());
-    thread::sleep(Duration::from_secs(1));
-    let used = cpu_time(server.pid()) - before;
-    assert!(
-        used < Duration::from_millis(300),
-        "used {used:?} of CPU in 1 s"
-    );
+    assert_not_spinning(server.pid(), NAME);
     assert!(
         server.wait_exit(Duration::ZERO).is_none(),
         "the server died"
@@ -614,36 +574,21 @@ enum Stuck {
     Stderr,
 }
 
-/// Bytes waiting in a pipe (FIONREAD) and what it holds at most
-/// (F_GETPIPE_SZ), seen from its read end.
-fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
-    let fd = pipe.as_raw_fd();
-    let mut waiting: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer we pass;
-    // F_GETPIPE_SZ only reads the pipe's size. `fd` is open (we own it).
-    let (rc, size) = unsafe {
-        (
-            libc::ioctl(fd, libc::FIONREAD, &mut waiting),
-            libc::fcntl(fd, libc::F_GETPIPE_SZ),
-        )
-    };
-    assert!(
-        rc == 0 && size > 0,
-        "pipe_fill: {}",
-        std::io::Error::last_os_error()
-    );
-    (waiting as usize, size as usize)
-}
-
 /// Starts the server with `stuck` a pipe that the test never reads (the
 /// other output is drained), and floods it from a client until that pipe
 /// is full: every further write(2) to it would block.
 fn start_with_a_full_pipe(stuck: Stuck) -> (Killed, OwnedFd) {
-    let (child, addr, stdout, stderr) = spawn_raw();
+    let Raw {
+        process: child,
+        addr,
+        stdout,
+        stderr,
+    } = spawn_raw();
+    let stderr = stderr.unwrap();
     let unread = match stuck {
         Stuck::Stdout => {
             drain(stderr);
-            OwnedFd::from(stdout.into_inner())
+            OwnedFd::from(stdout)
         }
         Stuck::Stderr => {
             drain(stdout);
@@ -692,20 +637,8 @@ fn stop_signals_work_while_nobody_reads_the_output() {
         (Stuck::Stdout, libc::SIGINT),
     ] {
         let (mut child, _unread) = start_with_a_full_pipe(stuck);
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        let rc = unsafe { libc::kill(child.0.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(status) = child.0.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                break None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        let status = status.unwrap_or_else(|| {
+        child.signal(signal);
+        let status = child.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| {
             panic!("{stuck:?} full: signal {signal} did not stop the server within 5 s")
         });
         assert_eq!(status.code(), Some(0), "{stuck:?} full, signal {signal}");

@@ -1,0 +1,138 @@
+//! A server on raw pipes: its stdout (and stderr, if asked) are the test's
+//! own, to read as bytes or to leave unread until they fill up.
+//!
+//! [`Server`](crate::Server) always drains both pipes and turns them into
+//! text, so that no server ever blocks on its output. The tests of a full
+//! stdout (a pager left on its first page) and of bytes that are not UTF-8
+//! need the pipes themselves: [`start`] hands them over, read up to the
+//! `listening on` line and no further.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A child process that is killed (SIGKILL) and reaped when dropped, pass
+/// or fail, so that none outlives its test.
+pub struct Killed(pub Child);
+
+impl Killed {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends a signal (libc::SIGINT, SIGTERM, ...) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with our own child's pid; the child is not yet
+        // reaped (we hold it), so the pid cannot have been reused.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the process to exit by itself, polling its status; None
+    /// if it still runs after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A server started by [`start`], taken apart by the test:
+/// `let Raw { process, addr, stdout, .. } = raw::start(...)`. (A field left
+/// to `..` is dropped at the end of that statement: bind a pipe that must
+/// stay open, `stdout: _unread`.)
+pub struct Raw {
+    pub process: Killed,
+    /// The address from its `listening on` line.
+    pub addr: SocketAddr,
+    /// Its stdout, read up to the end of the `listening on` line and not a
+    /// byte further.
+    pub stdout: ChildStdout,
+    /// Its stderr, if `start` was asked for a pipe.
+    pub stderr: Option<ChildStderr>,
+}
+
+/// Starts binary `name` with `args` (plus `--addr 127.0.0.1:0` unless they
+/// name an address), stdin /dev/null, stdout a pipe of the test's own, and
+/// `stderr` as given (`Stdio::piped()` to get it in [`Raw::stderr`]); reads
+/// the `listening on` line, byte by byte so that nothing after it is read.
+pub fn start(name: &str, args: &[&str], stderr: Stdio) -> Raw {
+    let mut command = Command::new(crate::binary(name));
+    if !args.contains(&"--addr") {
+        command.args(["--addr", "127.0.0.1:0"]);
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+    let mut stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take();
+    let process = Killed(child);
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match stdout.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            other => panic!("{name}: no startup line ({other:?}) after {line:?}"),
+        }
+    }
+    let line = String::from_utf8_lossy(&line);
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("{name}: not a `listening on ADDR` line: {line:?}"));
+    Raw {
+        process,
+        addr,
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads `pipe` to its end in a thread, throwing the bytes away, so that
+/// the server never blocks writing to it.
+pub fn drain(mut pipe: impl Read + Send + 'static) {
+    thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()));
+}
+
+/// Bytes waiting in a pipe (FIONREAD) and what it holds at most
+/// (F_GETPIPE_SZ), seen from its read end.
+pub fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
+    let fd = pipe.as_raw_fd();
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer we pass;
+    // F_GETPIPE_SZ only reads the pipe's size. `fd` is open (we own it).
+    let (rc, size) = unsafe {
+        (
+            libc::ioctl(fd, libc::FIONREAD, &mut waiting),
+            libc::fcntl(fd, libc::F_GETPIPE_SZ),
+        )
+    };
+    assert!(
+        rc == 0 && size > 0,
+        "pipe_fill: {}",
+        std::io::Error::last_os_error()
+    );
+    (waiting as usize, size as usize)
+}
