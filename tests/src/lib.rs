@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`binaries`] | building the example binaries, so a clean `cargo test` works |
 //! | [`server`] | a running server: its port, its output, its fate |
+//! | [`command_line`] | running a binary to its end: `--help`, refused arguments |
 //! | [`client`] | requests, and the kernel's TCP_INFO counters for a socket |
 //! | [`limits`] | RLIMIT_NOFILE: raising ours, lowering a server's |
 //! | [`piped_stdin`] | starting a server whose stdin is a pipe the test writes to |
@@ -16,6 +17,7 @@
 
 pub mod binaries;
 pub mod client;
+pub mod command_line;
 pub mod limits;
 pub mod piped_stdin;
 pub mod process;

@@ -6,9 +6,9 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use assert_cmd::Command;
 use tests::client::PATIENCE;
-use tests::{Server, binary, connect, tcp_info, wait_until};
+use tests::command_line::assert_help_mentions;
+use tests::{Server, connect, tcp_info, wait_until};
 
 const ECHO: &str = "example00_echo";
 
@@ -176,13 +176,8 @@ fn sigterm_exits_0() {
 
 #[test]
 fn help_describes_the_options() {
-    let output = Command::new(binary(ECHO))
-        .arg("--help")
-        .timeout(Duration::from_secs(20))
-        .assert()
-        .success();
-    let help = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
-    for word in ["--addr", "--quiet", "127.0.0.1:8080", "echo", "SIGTERM"] {
-        assert!(help.contains(word), "--help lacks {word}:\n{help}");
-    }
+    assert_help_mentions(
+        ECHO,
+        &["--addr", "--quiet", "127.0.0.1:8080", "echo", "SIGTERM"],
+    );
 }

@@ -26,11 +26,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use tests::client::PATIENCE;
+use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
 use tests::process::{assert_not_spinning, fd_count, status_field};
 use tests::raw::{self, Raw, pipe_fill};
-use tests::{Holdings, Server, binary, connect, tcp_info, wait_until};
+use tests::{Holdings, Server, connect, tcp_info, wait_until};
 
 const ECHO: &str = "example00_echo";
 
@@ -525,20 +525,9 @@ fn a_closed_stdout_is_no_reason_to_stop() {
     assert_eq!(process.wait_exit(Duration::ZERO), None, "the server died");
 }
 
-fn command() -> Command {
-    let mut command = Command::new(binary(ECHO));
-    // A server that started serving instead of failing would hang the test.
-    command.timeout(Duration::from_secs(20));
-    command
-}
-
 #[test]
 fn help_says_how_to_stop_it() {
-    let output = command().arg("--help").assert().success();
-    let help = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
-    for words in ["Ctrl-C", "SIGINT", "SIGTERM", "status 0"] {
-        assert!(help.contains(words), "--help lacks {words}:\n{help}");
-    }
+    assert_help_mentions(ECHO, &["Ctrl-C", "SIGINT", "SIGTERM", "status 0"]);
 }
 
 #[test]
@@ -549,20 +538,18 @@ fn bad_arguments_exit_2_with_a_message() {
         &["--bogus"][..],
         &["surplus"][..],
     ] {
-        let output = command().args(args).assert().code(2);
-        let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
-        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+        assert_refused(ECHO, args);
     }
 }
 
 #[test]
 fn a_busy_port_is_one_line_not_a_panic() {
     let first = Server::start(ECHO, &["--quiet"]);
-    let output = command()
+    let output = command(ECHO)
         .args(["--addr", &first.addr().to_string()])
         .assert()
         .code(1);
-    let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
+    let stderr = stderr(output.get_output());
     assert!(stderr.contains("the port is in use"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

@@ -9,10 +9,9 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::Command as Process;
-use std::time::Duration;
 
-use assert_cmd::Command;
 use tests::client::PATIENCE;
+use tests::command_line::assert_help_mentions;
 use tests::limits::{limit_nofile, raise_nofile};
 use tests::targets::UNAVAILABLE;
 use tests::{GET, RESPONSE, Server, binary, connect, request, wait_until};
@@ -27,15 +26,10 @@ const MANY: usize = 1100;
 
 #[test]
 fn help_names_both_pollers() {
-    let output = Command::new(binary(BINARY))
-        .arg("--help")
-        .timeout(Duration::from_secs(20))
-        .assert()
-        .success();
-    let help = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
-    for word in ["--poller", "select", "poll", "--addr", "--quiet", "SIGTERM"] {
-        assert!(help.contains(word), "--help lacks {word}:\n{help}");
-    }
+    assert_help_mentions(
+        BINARY,
+        &["--poller", "select", "poll", "--addr", "--quiet", "SIGTERM"],
+    );
 }
 
 /// Starts the server with room for 2048 open files: more than select's

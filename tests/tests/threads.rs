@@ -7,13 +7,12 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::time::Duration;
 
-use assert_cmd::Command;
 use tests::client::PATIENCE;
+use tests::command_line::assert_help_mentions;
 use tests::process::{status_field, threads};
 use tests::targets::UNAVAILABLE;
-use tests::{GET, RESPONSE, Server, binary, connect, request, wait_until};
+use tests::{GET, RESPONSE, Server, connect, request, wait_until};
 
 const THREADS: &str = "example07_threads";
 
@@ -58,15 +57,10 @@ fn sigterm_exits_0() {
 
 #[test]
 fn help_documents_the_cap() {
-    let output = Command::new(binary(THREADS))
-        .arg("--help")
-        .timeout(Duration::from_secs(20))
-        .assert()
-        .success();
-    let help = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
-    for word in ["--addr", "--quiet", "--max-threads", "503", "SIGTERM"] {
-        assert!(help.contains(word), "--help lacks {word}:\n{help}");
-    }
+    assert_help_mentions(
+        THREADS,
+        &["--addr", "--quiet", "--max-threads", "503", "SIGTERM"],
+    );
 }
 
 /// What a server's process looks like in /proc/PID/status.

@@ -19,11 +19,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use tests::client::PATIENCE;
+use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
 use tests::process::{assert_not_spinning, fd_count, status_field};
 use tests::raw::{self, Killed, Raw, drain, pipe_fill};
-use tests::{Holdings, Server, binary, connect, wait_until};
+use tests::{Holdings, Server, connect, wait_until};
 
 const NAME: &str = "example09_watch_fds";
 
@@ -500,22 +500,14 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
 
 // --------------------------------------------------------------- command line
 
-fn command() -> Command {
-    let mut command = Command::new(binary(NAME));
-    // A server that started serving instead of failing would hang the test.
-    command.timeout(Duration::from_secs(20));
-    command
-}
-
 #[test]
 fn help_says_how_to_stop_it() {
-    let output = command().arg("--help").assert().success();
-    let help = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
-    for words in [
-        "Ctrl-C", "SIGINT", "SIGTERM", "status 0", "--watch", "--addr",
-    ] {
-        assert!(help.contains(words), "--help lacks {words}:\n{help}");
-    }
+    assert_help_mentions(
+        NAME,
+        &[
+            "Ctrl-C", "SIGINT", "SIGTERM", "status 0", "--watch", "--addr",
+        ],
+    );
 }
 
 #[test]
@@ -527,20 +519,18 @@ fn bad_arguments_exit_2_with_a_message() {
         &["--bogus"][..],
         &["surplus"][..],
     ] {
-        let output = command().args(args).assert().code(2);
-        let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
-        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+        assert_refused(NAME, args);
     }
 }
 
 /// A directory that cannot be watched is an error in one line, exit 1.
 #[test]
 fn an_unwatchable_directory_is_one_line() {
-    let output = command()
+    let output = command(NAME)
         .args(["--addr", "127.0.0.1:0", "--watch", "/nonexistent/dir"])
         .assert()
         .code(1);
-    let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
+    let stderr = stderr(output.get_output());
     assert!(stderr.contains("cannot watch /nonexistent/dir"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(count(&stderr, "Error"), 1, "{stderr}");
@@ -549,11 +539,11 @@ fn an_unwatchable_directory_is_one_line() {
 #[test]
 fn a_busy_port_is_one_line_not_a_panic() {
     let (first, _) = settled();
-    let output = command()
+    let output = command(NAME)
         .args(["--addr", &first.addr().to_string()])
         .assert()
         .code(1);
-    let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
+    let stderr = stderr(output.get_output());
     assert!(stderr.contains("the port is in use"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // The event log's lines (stdin, signalfd) come first; the error is one
