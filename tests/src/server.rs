@@ -2,7 +2,7 @@
 //! killed when the test ends.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -130,6 +130,28 @@ impl Server {
             connections: self.connections(),
             threads: process::threads(self.pid()),
         }
+    }
+
+    /// Connects a client that says nothing, and returns it (still
+    /// connected) with the event mask of the epoll interest entry the
+    /// server adds for it, as the kernel shows it (/proc/PID/fdinfo: see
+    /// [`process::epoll_interest`]). Panics if no entry appears within a
+    /// client's patience.
+    pub fn silent_client_interest(&self) -> (TcpStream, u32) {
+        let fds_before: Vec<i32> = process::epoll_interest(self.pid())
+            .iter()
+            .map(|(fd, _)| *fd)
+            .collect();
+        let silent = crate::connect(self.addr());
+        let mut entry = None;
+        let found = crate::wait_until(crate::client::PATIENCE, || {
+            entry = process::epoll_interest(self.pid())
+                .into_iter()
+                .find(|(fd, _)| !fds_before.contains(fd));
+            entry.is_some()
+        });
+        assert!(found, "{} never registered the new connection", self.name);
+        (silent, entry.unwrap().1)
     }
 
     /// Waits until the server holds no connection and returns what it holds

@@ -149,20 +149,7 @@ const EPOLLONESHOT: u32 = 1 << 30;
 #[ignore = "exercise checker: run with --ignored"]
 fn exercise_04_oneshot() {
     let server = Server::start("example04_epoll_edge", &["--quiet"]);
-    let before: Vec<i32> = tests::process::epoll_interest(server.pid())
-        .iter()
-        .map(|(fd, _)| *fd)
-        .collect();
-    let _silent = connect(server.addr());
-    let mut entry = None;
-    let found = tests::wait_until(PATIENCE, || {
-        entry = tests::process::epoll_interest(server.pid())
-            .into_iter()
-            .find(|(fd, _)| !before.contains(fd));
-        entry.is_some()
-    });
-    assert!(found, "the server never registered the new connection");
-    let events = entry.unwrap().1;
+    let (_silent, events) = server.silent_client_interest();
     assert_ne!(
         events & EPOLLONESHOT,
         0,

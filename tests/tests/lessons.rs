@@ -110,20 +110,7 @@ fn edge_triggered_reports_new_bytes_once() {
 /// /proc/PID/fdinfo) while a silent client holds it open.
 fn connection_interest(name: &str) -> u32 {
     let server = Server::start(name, &["--quiet"]);
-    let fds_before: Vec<i32> = tests::process::epoll_interest(server.pid())
-        .iter()
-        .map(|(fd, _)| *fd)
-        .collect();
-    let _silent = connect(server.addr());
-    let mut entry = None;
-    let found = tests::wait_until(PATIENCE, || {
-        entry = tests::process::epoll_interest(server.pid())
-            .into_iter()
-            .find(|(fd, _)| !fds_before.contains(fd));
-        entry.is_some()
-    });
-    assert!(found, "{name} never registered the new connection");
-    entry.unwrap().1
+    server.silent_client_interest().1
 }
 
 const EPOLLET: u32 = 1 << 31;
