@@ -109,21 +109,25 @@ pub fn epoll_interest(pid: u32) -> Vec<(i32, u32)> {
 /// How many TCP connections (sockets in any state but LISTEN) process `pid`
 /// holds open, from its fds' socket inodes and /proc/net/tcp{,6}.
 pub fn tcp_connections(pid: u32) -> usize {
-    let inodes: std::collections::HashSet<String> = fd_targets(pid)
+    connection_fds(pid).len()
+}
+
+/// The fds of process `pid` that are TCP connections (sockets in any state
+/// but LISTEN), from their socket inodes and /proc/net/tcp{,6}.
+pub fn connection_fds(pid: u32) -> Vec<i32> {
+    // `3 -> socket:[1234]`: the fd and its socket's inode.
+    let sockets: std::collections::HashMap<String, i32> = fd_targets(pid)
         .iter()
         .filter_map(|fd| {
-            Some(
-                fd.split("socket:[")
-                    .nth(1)?
-                    .trim_end_matches(']')
-                    .to_owned(),
-            )
+            let (number, target) = fd.split_once(" -> ")?;
+            let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some((inode.to_owned(), number.parse().ok()?))
         })
         .collect();
-    if inodes.is_empty() {
-        return 0;
+    let mut held = Vec::new();
+    if sockets.is_empty() {
+        return held;
     }
-    let mut held = 0;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
             continue;
@@ -138,9 +142,9 @@ pub fn tcp_connections(pid: u32) -> usize {
             let inode = fields.nth(5);
             if let (Some(state), Some(inode)) = (state, inode)
                 && state != "0A"
-                && inodes.contains(inode)
+                && let Some(fd) = sockets.get(inode)
             {
-                held += 1;
+                held.push(*fd);
             }
         }
     }

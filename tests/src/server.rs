@@ -134,20 +134,21 @@ impl Server {
 
     /// Connects a client that says nothing, and returns it (still
     /// connected) with the event mask of the epoll interest entry the
-    /// server adds for it, as the kernel shows it (/proc/PID/fdinfo: see
-    /// [`process::epoll_interest`]). Panics if no entry appears within a
-    /// client's patience.
+    /// server holds for its connection, as the kernel shows it
+    /// (/proc/PID/fdinfo: see [`process::epoll_interest`]). Panics if no
+    /// such entry appears within a client's patience.
+    ///
+    /// The entry is the one whose fd is a TCP connection: not a new entry
+    /// since some moment, which could be the listener's, registered just
+    /// after the `listening on` line.
     pub fn silent_client_interest(&self) -> (TcpStream, u32) {
-        let fds_before: Vec<i32> = process::epoll_interest(self.pid())
-            .iter()
-            .map(|(fd, _)| *fd)
-            .collect();
         let silent = crate::connect(self.addr());
         let mut entry = None;
         let found = crate::wait_until(crate::client::PATIENCE, || {
+            let connections = process::connection_fds(self.pid());
             entry = process::epoll_interest(self.pid())
                 .into_iter()
-                .find(|(fd, _)| !fds_before.contains(fd));
+                .find(|(fd, _)| connections.contains(fd));
             entry.is_some()
         });
         assert!(found, "{} never registered the new connection", self.name);
