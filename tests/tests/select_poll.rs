@@ -80,18 +80,20 @@ fn select_refuses_an_fd_at_or_above_fd_setsize() {
     // and no fd of 1024 or more is open: none is being refused right now,
     // and none was kept.
     let refusals = || server.stderr().matches("select(2) cannot watch").count();
+    // Both counts from the same look: /proc/net/tcp is no snapshot (the
+    // kernel walks its hash table while other tests' sockets come and go),
+    // so a second reading may differ by one from the first.
+    let mut counts = (0, 0);
     let settled = wait_until(PATIENCE, || {
-        server.connections() + refusals() == MANY && highest_fd(server.pid()) < FD_SETSIZE
+        counts = (server.connections(), refusals());
+        counts.0 + counts.1 == MANY && highest_fd(server.pid()) < FD_SETSIZE
     });
+    let (held, refused) = counts;
     assert!(
         settled,
-        "held {}, refused {} of {MANY}, highest fd {}",
-        server.connections(),
-        refusals(),
+        "held {held}, refused {refused} of {MANY}, highest fd {}",
         highest_fd(server.pid())
     );
-    let held = server.connections();
-    let refused = refusals();
     eprintln!("select: held {held} connections, refused {refused}");
     // fds 0-2, the listener and the signalfd come first: at most 1019 fit.
     assert!(held < FD_SETSIZE, "held {held}");
