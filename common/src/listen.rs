@@ -1,6 +1,6 @@
 //! Creating the listening socket: lines 9 to 12 of every Python example.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpListener;
 
 use anyhow::Context;
@@ -41,7 +41,7 @@ pub fn listen(args: &ServerArgs) -> anyhow::Result<TcpListener> {
         .local_addr()
         .context("cannot read the bound address")?;
     // Scripts and tests read this line to learn the port.
-    let _ = writeln!(io::stdout().lock(), "listening on {local}");
+    crate::output::write_stdout(format!("listening on {local}\n").as_bytes());
     Ok(listener)
 }
 // ANCHOR_END: listen

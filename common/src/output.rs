@@ -90,8 +90,10 @@ pub fn stopping() {
     STOPPING.store(true, Ordering::Relaxed);
 }
 
-/// Called by `signals` once SIGINT and SIGTERM are blocked: from then on,
-/// output waits for room or for one of `stop`.
+/// Called by `signals::stop_signals` once SIGINT and SIGTERM are blocked:
+/// from then on, output waits for room or for one of `stop`. (The blocking
+/// servers need none of this: their stop thread takes the signal even
+/// while the main thread is stuck in write(2).)
 pub(crate) fn watch_stop_signals(stop: &SigSet) -> io::Result<()> {
     if STOP_SIGNALS.get().is_none() {
         let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
@@ -123,17 +125,23 @@ fn write_all(out: BorrowedFd<'_>, mut bytes: &[u8]) {
 /// (false).
 fn wait_for_room(out: BorrowedFd<'_>) -> bool {
     let stopping = STOPPING.load(Ordering::Relaxed);
-    let mut fds = vec![PollFd::new(out, PollFlags::POLLOUT)];
-    if let Some(stop) = STOP_SIGNALS.get().filter(|_| !stopping) {
-        fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN));
-    }
+    let stop = STOP_SIGNALS.get().filter(|_| !stopping);
+    // An array rather than a Vec, so that no write allocates. Its second
+    // entry, the stop signals, is handed to poll only when they count (with
+    // none, it is a placeholder poll never sees).
+    let (second, watched) = match stop {
+        Some(stop) => (PollFd::new(stop.as_fd(), PollFlags::POLLIN), 2),
+        None => (PollFd::new(out, PollFlags::POLLOUT), 1),
+    };
+    let mut all = [PollFd::new(out, PollFlags::POLLOUT), second];
+    let fds = &mut all[..watched];
     let timeout = if stopping {
         PollTimeout::ZERO
     } else {
         PollTimeout::NONE
     };
     loop {
-        match poll(&mut fds, timeout) {
+        match poll(fds, timeout) {
             Ok(_) => break,
             Err(Errno::EINTR) => continue,
             // Cannot wait (out of memory): write, as a plain write would.

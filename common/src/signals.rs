@@ -44,7 +44,9 @@ pub fn stop_signals() -> io::Result<SignalFd> {
 pub fn exit_on_stop_signals() -> io::Result<()> {
     let stop = stop_set();
     stop.thread_block()?;
-    crate::output::watch_stop_signals(&stop)?;
+    // (No signalfd for `output` here: the thread below takes the signal
+    // even while the main thread is stuck writing to a full stdout, and
+    // std::process::exit does not wait for the stdout lock.)
     std::thread::Builder::new()
         .name("stop".into())
         .spawn(move || {

@@ -387,16 +387,15 @@ fn at_64_files_100_silent_clients_wait_their_turn() {
     assert_back(&server, baseline);
 }
 
-/// With no descriptor to spare (RLIMIT_NOFILE 5: stdin, stdout, stderr,
-/// the signalfd that common::output polls, and the listener), accept(2)
-/// fails with EMFILE. The client stays queued, so
+/// With no descriptor to spare (RLIMIT_NOFILE 4: stdin, stdout, stderr and
+/// the listener), accept(2) fails with EMFILE. The client stays queued, so
 /// an immediate retry would fail again, forever: a busy loop. The server
 /// logs the error and sleeps 100 ms before each retry instead. It cannot
 /// serve at this limit, ever; it must only neither die nor spin.
 #[test]
 fn accept_emfile_pauses_instead_of_spinning() {
     let mut server = Server::start_with(ECHO, &["--quiet"], |command| {
-        tests::limits::limit_nofile(command, 5)
+        tests::limits::limit_nofile(command, 4)
     });
     let _queued = connect(server.addr());
     assert!(
