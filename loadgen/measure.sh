@@ -100,6 +100,9 @@ start_server() {
         sleep 0.1
     done
     say "$1 did not start: $(cat "$err")"
+    kill "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    SPID=
     return 1
 }
 
