@@ -11,7 +11,7 @@
 //!   (`megabytes_without_a_newline_keep_memory_bounded`).
 //! - SIGINT and SIGTERM are pinned by `watch_fds.rs` (`stop_signals_exit_0`).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::process::{Command as StdCommand, Stdio};
@@ -397,15 +397,51 @@ fn a_closed_stdout_is_no_reason_to_stop() {
         stdout,
         stderr,
     } = spawn_raw();
-    drain(stderr.unwrap());
+    // The log, line by line: it says when each client has been read (and
+    // so printed into the void: the write comes before the log line) and
+    // closed. The fd count alone cannot: it is back at the baseline both
+    // before the server has accepted anyone and after it has closed them.
+    let (log_tx, log) = mpsc::channel();
+    let stderr = BufReader::new(stderr.unwrap());
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if log_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let baseline = settle_raw(&child, addr);
     drop(stdout);
-    for line in 0..20 {
-        connect(addr)
-            .write_all(format!("a line nobody reads {line}\n").as_bytes())
-            .unwrap();
+    const CLIENTS: usize = 20;
+    let mut sent = 0;
+    for line in 0..CLIENTS {
+        let text = format!("a line nobody reads {line}\n");
+        sent += text.len();
+        connect(addr).write_all(text.as_bytes()).unwrap();
     }
-    // Every client read, printed into the void, and closed.
+    // Every client read, printed into the void, and closed: as many
+    // hang-ups as clients, the warm-up client's included, and every byte
+    // read.
+    let (mut hang_ups, mut read) = (0, 0);
+    let deadline = Instant::now() + PATIENCE;
+    while hang_ups < CLIENTS + 1 || read < sent {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = log.recv_timeout(left) else {
+            panic!(
+                "{hang_ups} hang-ups (of {}) and {read} bytes read (of {sent}) logged; \
+                 exited: {:?}",
+                CLIENTS + 1,
+                child.wait_exit(Duration::ZERO)
+            );
+        };
+        if line.contains(" hung up ") {
+            hang_ups += 1;
+        } else if let Some((_, after)) = line.split_once(": read ")
+            && let Some((bytes, _)) = after.split_once(" bytes from client ")
+        {
+            read += bytes.parse::<usize>().unwrap();
+        }
+    }
     assert!(
         wait_until(PATIENCE, || raw_holdings(&child) == baseline
             || child.wait_exit(Duration::ZERO).is_some()),
