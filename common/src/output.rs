@@ -154,3 +154,67 @@ fn wait_for_room(out: BorrowedFd<'_>) -> bool {
     fds[0].revents().is_some_and(|got| got.intersects(room))
 }
 // ANCHOR_END: room
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+
+    use nix::sys::signal::{Signal, raise};
+
+    use super::*;
+
+    /// Writes into `pipe` while poll(2) says it has room: afterwards a
+    /// blocking write would sleep.
+    fn fill(pipe: &OwnedFd) {
+        for _ in 0..1_000 {
+            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLOUT)];
+            if poll(&mut fds, PollTimeout::ZERO).unwrap() == 0 {
+                return;
+            }
+            // A free slot takes a whole page without blocking.
+            nix::unistd::write(pipe, &[b'x'; 4096]).unwrap();
+        }
+        panic!("the pipe never filled up");
+    }
+
+    #[test]
+    fn a_full_output_is_given_up_when_a_stop_signal_is_pending() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // A thread of its own: if the stop path failed, it would sleep in
+        // write(2) for ever, and the test should fail, not hang.
+        std::thread::spawn(move || {
+            // As a server does: block the stop signals first.
+            let stop = crate::stop_signals().unwrap();
+            let (_read_end, write_end) = nix::unistd::pipe().unwrap();
+            fill(&write_end);
+            // raise(3) makes SIGTERM pending for this thread only, which
+            // has it blocked: it waits in the signalfds instead of ending
+            // the tests.
+            raise(Signal::SIGTERM).unwrap();
+            write_all(write_end.as_fd(), &[b'y'; 10_000]);
+            // Take the signal, so that nothing else sees it.
+            assert!(stop.read_signal().unwrap().is_some());
+            done_tx.send(()).unwrap();
+        });
+        let waited = std::time::Duration::from_secs(20);
+        assert!(
+            done_rx.recv_timeout(waited).is_ok(),
+            "a write to a full pipe ignored the pending SIGTERM for {waited:?}"
+        );
+    }
+
+    #[test]
+    fn every_byte_arrives_in_order_through_the_chunks() {
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        // More than a pipe holds: the writer waits for the reader, chunk by
+        // chunk.
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = bytes.clone();
+        let writer = std::thread::spawn(move || write_all(write_end.as_fd(), &bytes));
+        let mut got = Vec::new();
+        let mut file = std::fs::File::from(read_end);
+        std::io::Read::read_to_end(&mut file, &mut got).unwrap();
+        writer.join().unwrap();
+        assert_eq!(got, expected);
+    }
+}
