@@ -64,6 +64,34 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
+/// Where each thread of process `pid` sleeps in the kernel
+/// (/proc/PID/task/TID/wchan): a function name such as `pipe_write` or
+/// `anon_pipe_write` (newer kernels), or `0` for a thread that is running,
+/// or when the kernel hides it.
+pub fn wchans(pid: u32) -> Vec<String> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| fs::read_to_string(task.path().join("wchan")).ok())
+        .collect()
+}
+
+/// Whether a thread of process `pid` is blocked writing into a full pipe,
+/// as /proc/PID/task/TID/wchan says; None if this kernel hides where
+/// threads sleep (it then shows `0` even for our own waiting threads).
+pub fn blocked_writing_a_pipe(pid: u32) -> Option<bool> {
+    if wchans(std::process::id()).iter().all(|wchan| wchan == "0") {
+        return None;
+    }
+    Some(
+        wchans(pid)
+            .iter()
+            .any(|wchan| wchan.ends_with("pipe_write")),
+    )
+}
+
 /// Asserts that process `pid` uses under 300 ms of CPU time in the next
 /// second: a server that waits (blocked, or pausing between retries) uses
 /// almost none, a busy loop most of it. `who` names it in the failure.

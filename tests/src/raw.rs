@@ -8,7 +8,7 @@
 //! `listening on` line and no further.
 
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread;
@@ -114,6 +114,94 @@ pub fn start(name: &str, args: &[&str], stderr: Stdio) -> Raw {
 /// the server never blocks writing to it.
 pub fn drain(mut pipe: impl Read + Send + 'static) {
     thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()));
+}
+
+/// Whether the pipe is as full as a writer of lines gets it: a writer
+/// blocks when a line no longer fits, which can leave part of each of its
+/// pages unused; more than 7/8 of it is full for lines up to 1/8 of a page
+/// (512 bytes).
+pub fn nearly_full(pipe: &OwnedFd) -> bool {
+    let (fill, capacity) = pipe_fill(pipe);
+    fill >= capacity - capacity / 8
+}
+
+/// Reads `stream` to the server's close (the answer to what the test has
+/// sent on it): Some(bytes); or None once nothing more comes while the
+/// server's `stdout` pipe, which nobody reads, is nearly full ([`nearly_full`])
+/// and so the server is stuck printing. Panics if neither happens within
+/// [`PATIENCE`](crate::client::PATIENCE).
+///
+/// The pipe is looked at between reads of 50 ms, since a server may print
+/// its last line after it has answered: a full pipe ends the wait at once,
+/// not after a client's patience.
+pub fn answer_unless_stuck(stream: &mut TcpStream, stdout: &OwnedFd) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + crate::client::PATIENCE;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Some(answer),
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if nearly_full(stdout) {
+                    return None;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no answer within {:?}, with stdout at {:?} (bytes, capacity); got {answer:?}",
+                    crate::client::PATIENCE,
+                    pipe_fill(stdout)
+                );
+            }
+            Err(err) => panic!("reading the answer: {err}; got {answer:?}"),
+        }
+    }
+}
+
+/// Has clients ask the server until it is stuck printing into `stdout`, a
+/// pipe that nobody reads: the pipe nearly full ([`nearly_full`]), a
+/// client unanswered, and (where the kernel shows it) the server asleep in
+/// pipe_write. `ask` connects a client and sends its request; `answered`
+/// checks each answer. Returns how many clients were answered. Panics if
+/// that takes over two minutes.
+pub fn fill_stdout(
+    process: &Killed,
+    stdout: &OwnedFd,
+    mut ask: impl FnMut() -> TcpStream,
+    mut answered: impl FnMut(&[u8]),
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut clients = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "stdout never filled: {:?} (bytes, capacity) after {clients} clients; \
+             the server sleeps in {:?}",
+            pipe_fill(stdout),
+            crate::process::wchans(process.pid())
+        );
+        match answer_unless_stuck(&mut ask(), stdout) {
+            Some(answer) => {
+                answered(&answer);
+                clients += 1;
+            }
+            // The pipe is full but the server may not have met it yet (a
+            // slow answer): another client then.
+            None => {
+                if crate::process::blocked_writing_a_pipe(process.pid()) != Some(false) {
+                    return clients;
+                }
+            }
+        }
+    }
 }
 
 /// Bytes waiting in a pipe (FIONREAD) and what it holds at most

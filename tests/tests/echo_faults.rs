@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tests::client::PATIENCE;
 use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
 use tests::process::{assert_not_spinning, fd_count, status_field};
-use tests::raw::{self, Raw, pipe_fill};
+use tests::raw::{self, Raw};
 use tests::{Holdings, Server, connect, tcp_info, wait_until};
 
 const ECHO: &str = "example00_echo";
@@ -463,30 +463,18 @@ fn sigterm_exits_0_while_nobody_reads_stdout() {
     // full after about a thousand. Then the server blocks in write(2)
     // before it reads the next client, whose echo never comes.
     let unread = OwnedFd::from(stdout);
-    let mut clients = 0;
-    loop {
-        assert!(
-            clients < 100_000,
-            "stdout never filled: {:?}",
-            pipe_fill(&unread)
-        );
-        let mut stream = connect(addr);
-        stream.write_all(b"x").unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let mut echo = Vec::new();
-        if stream.read_to_end(&mut echo).is_err() || echo.is_empty() {
-            break;
-        }
-        clients += 1;
-    }
-    let (fill, capacity) = pipe_fill(&unread);
-    assert!(
-        fill > capacity / 2,
-        "stuck with stdout at {fill} of {capacity}"
+    let clients = raw::fill_stdout(
+        &process,
+        &unread,
+        || {
+            let mut stream = connect(addr);
+            stream.write_all(b"x").unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            stream
+        },
+        |echo| assert_eq!(echo, b"x"),
     );
+    assert!(raw::nearly_full(&unread), "{:?}", raw::pipe_fill(&unread));
     process.signal(libc::SIGTERM);
     let status = process
         .wait_exit(Duration::from_secs(5))
