@@ -11,6 +11,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -88,14 +89,33 @@ pub fn start(name: &str, args: &[&str], stderr: Stdio) -> Raw {
     let mut stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take();
     let process = Killed(child);
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\n") {
-        match stdout.read(&mut byte) {
-            Ok(1) => line.push(byte[0]),
-            other => panic!("{name}: no startup line ({other:?}) after {line:?}"),
+    // The line is read in a thread, which hands the pipe back with it, so
+    // that a server that hangs before printing fails the test after
+    // STARTUP instead of hanging it. (The panic drops `process`: the kill
+    // ends the read, and the thread.)
+    let (line_tx, line_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\n") {
+            match stdout.read(&mut byte) {
+                Ok(1) => line.push(byte[0]),
+                other => {
+                    let _ = line_tx.send(Err(format!("{other:?} after {line:?}")));
+                    return;
+                }
+            }
         }
-    }
+        let _ = line_tx.send(Ok((line, stdout)));
+    });
+    let (line, stdout) = match line_rx.recv_timeout(crate::server::STARTUP) {
+        Ok(Ok(read)) => read,
+        Ok(Err(why)) => panic!("{name}: no startup line ({why})"),
+        Err(_) => panic!(
+            "{name} did not print `listening on ADDR` within {:?}",
+            crate::server::STARTUP
+        ),
+    };
     let line = String::from_utf8_lossy(&line);
     let addr = line
         .trim()

@@ -14,7 +14,7 @@ use crate::raw::Killed;
 
 /// How long a server may take to print its `listening on` line: building is
 /// done before the clock starts, so this is start-up alone, on a busy box.
-const STARTUP: Duration = Duration::from_secs(30);
+pub(crate) const STARTUP: Duration = Duration::from_secs(30);
 
 /// A running example binary. Dropping it kills the process (SIGKILL) and
 /// reaps it ([`Killed`]), so no server outlives its test, whether it passed
