@@ -65,9 +65,9 @@ pub fn cpu_time(pid: u32) -> Duration {
 }
 
 /// Where each thread of process `pid` sleeps in the kernel
-/// (/proc/PID/task/TID/wchan): a function name such as `pipe_write` or
-/// `anon_pipe_write` (newer kernels), or `0` for a thread that is running,
-/// or when the kernel hides it.
+/// (/proc/PID/task/TID/wchan), for failure messages: a function name such
+/// as `anon_pipe_write` or `do_sys_poll`, or `0` for a thread that is
+/// running, or when the kernel hides it.
 pub fn wchans(pid: u32) -> Vec<String> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
@@ -76,20 +76,6 @@ pub fn wchans(pid: u32) -> Vec<String> {
         .flatten()
         .filter_map(|task| fs::read_to_string(task.path().join("wchan")).ok())
         .collect()
-}
-
-/// Whether a thread of process `pid` is blocked writing into a full pipe,
-/// as /proc/PID/task/TID/wchan says; None if this kernel hides where
-/// threads sleep (it then shows `0` even for our own waiting threads).
-pub fn blocked_writing_a_pipe(pid: u32) -> Option<bool> {
-    if wchans(std::process::id()).iter().all(|wchan| wchan == "0") {
-        return None;
-    }
-    Some(
-        wchans(pid)
-            .iter()
-            .any(|wchan| wchan.ends_with("pipe_write")),
-    )
 }
 
 /// Asserts that process `pid` uses under 300 ms of CPU time in the next

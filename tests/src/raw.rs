@@ -187,11 +187,12 @@ pub fn answer_unless_stuck(stream: &mut TcpStream, stdout: &OwnedFd) -> Option<V
 }
 
 /// Has clients ask the server until it is stuck printing into `stdout`, a
-/// pipe that nobody reads: the pipe nearly full ([`nearly_full`]), a
-/// client unanswered, and (where the kernel shows it) the server asleep in
-/// pipe_write. `ask` connects a client and sends its request; `answered`
-/// checks each answer. Returns how many clients were answered. Panics if
-/// that takes over two minutes.
+/// pipe that nobody reads: the pipe nearly full ([`nearly_full`]) and a
+/// client unanswered. (Where the server then waits, write(2) or poll(2),
+/// depends on how it prints: /proc's wchan cannot tell the poll(2) of a
+/// full stdout from a poll(2) for clients.) `ask` connects a client and
+/// sends its request; `answered` checks each answer. Returns how many
+/// clients were answered. Panics if that takes over two minutes.
 pub fn fill_stdout(
     process: &Killed,
     stdout: &OwnedFd,
@@ -208,19 +209,11 @@ pub fn fill_stdout(
             pipe_fill(stdout),
             crate::process::wchans(process.pid())
         );
-        match answer_unless_stuck(&mut ask(), stdout) {
-            Some(answer) => {
-                answered(&answer);
-                clients += 1;
-            }
-            // The pipe is full but the server may not have met it yet (a
-            // slow answer): another client then.
-            None => {
-                if crate::process::blocked_writing_a_pipe(process.pid()) != Some(false) {
-                    return clients;
-                }
-            }
-        }
+        let Some(answer) = answer_unless_stuck(&mut ask(), stdout) else {
+            return clients;
+        };
+        answered(&answer);
+        clients += 1;
     }
 }
 

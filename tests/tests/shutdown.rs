@@ -1,6 +1,8 @@
 //! Ctrl-C (SIGINT) and SIGTERM stop every server at once, with status 0,
 //! and leave the port free for the next run.
 
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -68,24 +70,35 @@ fn stop_signals_work_while_nobody_reads_stdout() {
             let Raw {
                 mut process,
                 addr,
-                stdout: _unread,
+                stdout,
                 ..
             } = raw::start(target.binary, target.args, Stdio::null());
+            let unread = OwnedFd::from(stdout);
             // Each request prints about 80 bytes: the pipe is full after
-            // about 800. Stop at the first request not answered within a
-            // second; the server is stuck then.
-            let mut answered = 0;
-            loop {
-                assert!(answered < 20_000, "{name}: stdout never filled up");
-                let mut stream = connect(addr);
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(1)))
-                    .unwrap();
-                match tests::exchange(&mut stream, target.request) {
-                    Ok(response) if response == target.response => answered += 1,
-                    _ => break,
-                }
-            }
+            // about 800. Ask until the pipe says it is full and a request
+            // goes unanswered: the server is stuck printing then.
+            let answered = raw::fill_stdout(
+                &process,
+                &unread,
+                || {
+                    let mut stream = connect(addr);
+                    stream.write_all(target.request).unwrap();
+                    stream
+                },
+                |response| {
+                    assert_eq!(
+                        response,
+                        target.response,
+                        "{name}: {:?}",
+                        String::from_utf8_lossy(response)
+                    )
+                },
+            );
+            assert!(
+                raw::nearly_full(&unread),
+                "{name}: stdout at {:?} (bytes, capacity)",
+                raw::pipe_fill(&unread)
+            );
             process.signal(signal);
             let status = process.wait_exit(PROMPTLY).unwrap_or_else(|| {
                 panic!(
