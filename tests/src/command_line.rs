@@ -31,8 +31,10 @@ pub fn assert_help_mentions(name: &str, words: &[&str]) -> String {
 
 /// Runs `name` with `args`, and asserts that it refuses them as a usage
 /// error: status 2 and a message that begins `error:`, not a panic.
-pub fn assert_refused(name: &str, args: &[&str]) {
+/// Returns the message, for what else it should say.
+pub fn assert_refused(name: &str, args: &[&str]) -> String {
     let output = command(name).args(args).assert().code(2);
     let stderr = stderr(output.get_output());
     assert!(stderr.starts_with("error:"), "{name} {args:?}: {stderr}");
+    stderr
 }

@@ -8,13 +8,12 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::Command as Process;
 
 use tests::client::PATIENCE;
-use tests::command_line::assert_help_mentions;
+use tests::command_line::{assert_help_mentions, assert_refused};
 use tests::limits::{limit_nofile, raise_nofile};
 use tests::targets::UNAVAILABLE;
-use tests::{GET, RESPONSE, Server, binary, connect, request, wait_until};
+use tests::{GET, RESPONSE, Server, connect, request, wait_until};
 
 const BINARY: &str = "example08_select_poll";
 
@@ -152,11 +151,6 @@ fn poll_watches_more_than_1024_fds() {
 /// The binary refuses an unknown poller with a message, not a panic.
 #[test]
 fn an_unknown_poller_is_refused() {
-    let output = Process::new(binary(BINARY))
-        .args(["--poller", "epoll"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = assert_refused(BINARY, &["--poller", "epoll"]);
     assert!(stderr.contains("possible values"), "{stderr}");
 }
