@@ -48,15 +48,18 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         configure(&mut command);
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+        // Killed at once: a panic from here on kills the child too.
+        let mut child = Killed(
+            command
+                .spawn()
+                .unwrap_or_else(|err| panic!("cannot start {name}: {err}")),
+        );
 
-        let stderr = Output::drain(child.stderr.take().unwrap());
+        let stderr = Output::drain(child.0.stderr.take().unwrap());
         let (addr_tx, addr_rx) = mpsc::channel();
         let stdout = Arc::new(Output::default());
         let collected = Arc::clone(&stdout);
-        let pipe = child.stdout.take().unwrap();
+        let pipe = child.0.stdout.take().unwrap();
         thread::spawn(move || read_startup_then_drain(pipe, addr_tx, &collected));
 
         let mut server = Server {
@@ -68,7 +71,7 @@ impl Server {
                 .copied()
                 .collect::<Vec<_>>()
                 .join(" "),
-            child: Killed(child),
+            child,
             addr: "0.0.0.0:0".parse().unwrap(),
             stdout,
             stderr,
