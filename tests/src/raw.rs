@@ -24,11 +24,35 @@ impl Killed {
         self.0.id()
     }
 
-    /// Sends a signal (libc::SIGINT, SIGTERM, ...) to the process.
+    /// Sends a signal (libc::SIGINT, SIGTERM, ...) to the process. Panics
+    /// if it has already been reaped ([`wait_exit`](Self::wait_exit)
+    /// returned its status): its pid may belong to another process by now.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) with our own child's pid; the child is not yet
-        // reaped (we hold it), so the pid cannot have been reused.
-        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+        let pid = self.pid() as libc::pid_t;
+        // Not reaped yet? waitid(2) with WNOWAIT looks without reaping:
+        // ECHILD once it has been (we are its parent, and only `wait_exit`
+        // and `drop`, which take `&mut self`, reap it). Running or a zombie,
+        // its pid cannot be reused until we reap it.
+        // SAFETY: siginfo_t is plain data, for waitid to fill in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes only through `info`, which we own.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "signal {signal} to {pid}: not a child left to signal (waitid: {})",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: kill(2) with our own child's pid, checked above not yet
+        // reaped (and `&self` keeps it so), so it cannot have been reused.
+        let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
     }
 
@@ -236,4 +260,27 @@ pub fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
         std::io::Error::last_os_error()
     );
     (waiting as usize, size as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reaped child's pid may be another process's: no signal goes to it.
+    #[test]
+    fn a_reaped_child_is_not_signalled() {
+        let mut child = Killed(Command::new("sleep").arg("100").spawn().unwrap());
+        child.signal(libc::SIGTERM);
+        let status = child.wait_exit(Duration::from_secs(20)).expect("exits");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGTERM)
+        );
+        // Refused before kill(2), which would find the pid free (ESRCH) or,
+        // reused, another process.
+        let again = std::panic::catch_unwind(|| child.signal(libc::SIGTERM))
+            .expect_err("signalled a reaped child");
+        let why = again.downcast_ref::<String>().unwrap();
+        assert!(why.contains("not a child left"), "{why}");
+    }
 }
