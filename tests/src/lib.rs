@@ -40,6 +40,3 @@ pub const CONCURRENT_SERVERS: &[&str] = &[
     "example05_cork",
     "example06_nodelay",
 ];
-
-/// The blocking servers of steps 1 and 2.
-pub const BLOCKING_SERVERS: &[&str] = &["example01_blocking", "example02_loop"];
