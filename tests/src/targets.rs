@@ -141,9 +141,12 @@ pub fn concurrent() -> impl Iterator<Item = &'static Target> {
     SERVERS.iter().filter(|target| target.is_concurrent())
 }
 
-/// The binaries of [`every_server`], each once.
+/// The binaries of [`every_server`], each once (in name order: a binary
+/// with several targets, such as example 8's two pollers, need not have
+/// them next to each other in the table).
 pub fn binaries() -> Vec<&'static str> {
     let mut binaries: Vec<&str> = every_server().map(|target| target.binary).collect();
+    binaries.sort_unstable();
     binaries.dedup();
     binaries
 }
@@ -217,3 +220,16 @@ Content-Type: text/plain\r\n\
 Content-Length: 21\r\n\
 \r\n\
 Too many connections\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binaries_lists_each_server_binary_once() {
+        let binaries = binaries();
+        let unique: std::collections::BTreeSet<_> = binaries.iter().collect();
+        assert_eq!(unique.len(), binaries.len(), "{binaries:?}");
+        assert!(every_server().all(|target| binaries.contains(&target.binary)));
+    }
+}
