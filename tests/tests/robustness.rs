@@ -369,6 +369,11 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
                 "{name} never reported EMFILE; stderr:\n{}",
                 server.stderr()
             );
+        } else {
+            // Example 2 never gets that far: it takes the first client and
+            // blocks reading it, a silent one, so its fds never run out.
+            // Stuck in read(2), it must still neither die nor spin, and
+            // serve the ten once the others leave.
         }
         // A second of being stuck: a busy loop would burn most of it.
         assert_not_spinning(server.pid(), name);
