@@ -50,14 +50,26 @@ pub fn rss_kib(pid: u32) -> u64 {
     status_field(pid, "VmRSS")
 }
 
-/// CPU time (user + system) process `pid` has used so far.
-pub fn cpu_time(pid: u32) -> Duration {
+/// The fields of /proc/PID/stat after the command name, from field 3 (the
+/// state) on. The name (field 2) may hold spaces and parentheses; the
+/// fields after its last closing parenthesis are plain.
+fn stat_fields(pid: u32) -> Vec<String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
         .unwrap_or_else(|err| panic!("cannot read /proc/{pid}/stat: {err}"));
-    // The command name (field 2) may hold spaces; the fields after its
-    // closing parenthesis are plain. utime and stime are fields 14 and 15.
-    let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let after_name = &stat[stat.rfind(')').expect("a stat line") + 1..];
+    after_name.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The state letter of process `pid` (`R` running, `S` sleeping, `T`
+/// stopped, `Z` zombie, ...).
+pub fn state(pid: u32) -> char {
+    stat_fields(pid)[0].chars().next().unwrap()
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    // utime and stime are fields 14 and 15.
+    let fields = stat_fields(pid);
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     // SAFETY: sysconf only reads a configuration value.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
@@ -194,4 +206,30 @@ pub fn connection_fds(pid: u32) -> Vec<i32> {
         }
     }
     held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_reads_the_letter_after_the_name() {
+        let child = crate::raw::Killed(
+            std::process::Command::new("sleep")
+                .arg("100")
+                .spawn()
+                .unwrap(),
+        );
+        assert!(
+            crate::wait_until(crate::client::PATIENCE, || state(child.pid()) == 'S'),
+            "{}",
+            state(child.pid())
+        );
+        child.signal(libc::SIGSTOP);
+        assert!(
+            crate::wait_until(crate::client::PATIENCE, || state(child.pid()) == 'T'),
+            "{}",
+            state(child.pid())
+        );
+    }
 }

@@ -127,12 +127,7 @@ impl Server {
 
     /// What the server holds: fds, epoll interest entries, connections.
     pub fn holdings(&self) -> Holdings {
-        Holdings {
-            fds: self.fd_count(),
-            interest: process::epoll_interest(self.pid()).len(),
-            connections: self.connections(),
-            threads: process::threads(self.pid()),
-        }
+        Holdings::of(self.pid())
     }
 
     /// Connects a client that says nothing, and returns it (still
@@ -214,6 +209,19 @@ pub struct Holdings {
     /// Threads (/proc/PID/status): one per connection in a server that
     /// gives each its own (example 7), constant in the others.
     pub threads: u64,
+}
+
+impl Holdings {
+    /// What process `pid` holds, from /proc: for a server started some
+    /// other way than [`Server`] (see [`crate::raw`]).
+    pub fn of(pid: u32) -> Holdings {
+        Holdings {
+            fds: process::fd_count(pid),
+            interest: process::epoll_interest(pid).len(),
+            connections: process::tcp_connections(pid),
+            threads: process::threads(pid),
+        }
+    }
 }
 
 /// Reads the first line, reports the address it names (or None), then keeps

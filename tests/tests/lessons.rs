@@ -303,12 +303,8 @@ fn established_within(stream: &std::net::TcpStream, wait: Duration) -> bool {
 fn three_clients_at_a_stopped_server(backlog: &str) -> Vec<(bool, u32)> {
     let server = Server::start("example04_epoll_edge", &["--quiet", "--backlog", backlog]);
     server.signal(libc::SIGSTOP);
-    let stopped = || {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-        status.contains("\nState:\tT")
-    };
     assert!(
-        tests::wait_until(PATIENCE, stopped),
+        tests::wait_until(PATIENCE, || tests::process::state(server.pid()) == 'T'),
         "the server did not stop"
     );
     let clients: Vec<_> = (0..3)

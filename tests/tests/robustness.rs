@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tests::client::{PATIENCE, reset};
 use tests::limits::{limit_nofile, raise_nofile, room_for_threads};
-use tests::process::{assert_not_spinning, fd_count, status_field};
+use tests::process::{assert_not_spinning, fd_count, state, status_field};
 use tests::targets::{Model, SERVERS, Target, UNAVAILABLE, concurrent};
 use tests::{connect, exchange, request, wait_until};
 
@@ -397,13 +397,6 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
 }
 
 // --------------------------------------------------------------- signals
-
-/// The process state letter from /proc/PID/stat (`S` sleeping, `T`
-/// stopped, ...).
-fn state(pid: u32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap()
-}
 
 #[test]
 fn stopped_and_continued_servers_carry_on() {

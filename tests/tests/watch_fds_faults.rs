@@ -282,16 +282,10 @@ fn spawn_raw() -> Raw {
     raw::start(NAME, &[], Stdio::piped())
 }
 
-/// The server's open fds and epoll interest entries, from /proc.
-fn raw_holdings(child: &Killed) -> (usize, usize) {
-    let pid = child.pid();
-    (fd_count(pid), tests::process::epoll_interest(pid).len())
-}
-
 /// What a server started by [`spawn_raw`] holds once it is in its loop:
 /// a first client accepted (so the listener is in the interest list, which
 /// it joins just after the `listening on` line) and closed again.
-fn settle_raw(child: &Killed, addr: SocketAddr) -> (usize, usize) {
+fn settle_raw(child: &Killed, addr: SocketAddr) -> Holdings {
     let pid = child.pid();
     let fds = fd_count(pid);
     let warm_up = connect(addr);
@@ -304,7 +298,7 @@ fn settle_raw(child: &Killed, addr: SocketAddr) -> (usize, usize) {
         wait_until(PATIENCE, || fd_count(pid) == fds),
         "the first client was never closed"
     );
-    raw_holdings(child)
+    Holdings::of(pid)
 }
 
 /// The server with its stdout as raw bytes: the harness's text would hide
@@ -381,9 +375,9 @@ fn binary_bytes_are_printed_as_bytes() {
         .unwrap();
     assert!(server.wait_for(b"after the garbage\n"));
     assert!(
-        wait_until(PATIENCE, || raw_holdings(&server.child) == baseline),
-        "holds (fds, interest) {:?}, {baseline:?} before",
-        raw_holdings(&server.child)
+        wait_until(PATIENCE, || Holdings::of(server.child.pid()) == baseline),
+        "holds {:?}, {baseline:?} before",
+        Holdings::of(server.child.pid())
     );
 }
 
@@ -446,10 +440,10 @@ fn a_closed_stdout_is_no_reason_to_stop() {
         }
     }
     assert!(
-        wait_until(PATIENCE, || raw_holdings(&child) == baseline
-            || child.wait_exit(Duration::ZERO).is_some()),
-        "holds (fds, interest) {:?}, {baseline:?} before",
-        raw_holdings(&child)
+        wait_until(PATIENCE, || child.wait_exit(Duration::ZERO).is_some()
+            || Holdings::of(child.pid()) == baseline),
+        "holds {:?}, {baseline:?} before",
+        Holdings::of(child.pid())
     );
     assert_eq!(child.wait_exit(Duration::ZERO), None, "the server died");
     child.signal(libc::SIGTERM);
