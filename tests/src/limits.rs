@@ -89,11 +89,16 @@ pub fn room_for_threads(wanted: u64) -> Result<(), String> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut nproc) } != 0 {
         return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
     }
-    if nproc.rlim_cur != libc::RLIM_INFINITY && threads_now + wanted > nproc.rlim_cur {
-        return Err(format!(
-            "RLIMIT_NPROC (ulimit -u) is {} and {threads_now} threads run already",
-            nproc.rlim_cur
-        ));
+    if nproc.rlim_cur != libc::RLIM_INFINITY {
+        // RLIMIT_NPROC counts the threads of our user (real uid) only: on a
+        // shared machine the others' threads may exceed it.
+        let ours = user_threads();
+        if ours + wanted > nproc.rlim_cur {
+            return Err(format!(
+                "RLIMIT_NPROC (ulimit -u) is {} and this user runs {ours} threads already",
+                nproc.rlim_cur
+            ));
+        }
     }
     let max_map_count = read("/proc/sys/vm/max_map_count")?;
     if 2 * wanted + 1_000 > max_map_count {
@@ -118,6 +123,33 @@ pub fn room_for_threads(wanted: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// How many threads the processes of our real user id run, from the `Uid`
+/// and `Threads` lines of each /proc/PID/status (a process that ends
+/// during the count is skipped).
+fn user_threads() -> u64 {
+    // SAFETY: getuid cannot fail and touches no memory of ours.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut threads = 0;
+    for process in processes.flatten() {
+        let Ok(status) = std::fs::read_to_string(process.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.split_whitespace().next())
+        };
+        if field("Uid:") == Some(uid.as_str()) {
+            threads += field("Threads:").and_then(|n| n.parse().ok()).unwrap_or(0);
+        }
+    }
+    threads
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +158,18 @@ mod tests {
     fn no_machine_has_room_for_a_trillion_threads() {
         let why = room_for_threads(1 << 40).unwrap_err();
         assert!(why.contains("threads-max"), "{why}");
-        assert!(room_for_threads(1).is_ok());
+        assert_eq!(room_for_threads(1), Ok(()));
+    }
+
+    #[test]
+    fn our_threads_are_counted() {
+        // This test runs in one thread of this process, at least.
+        let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+        let here: u64 = ours
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap();
+        assert!(user_threads() >= here, "{} < {here}", user_threads());
     }
 }
