@@ -73,3 +73,17 @@ pub fn tcp_info(stream: &TcpStream) -> libc::tcp_info {
         info
     }
 }
+
+/// `len` bytes from a small xorshift generator: every byte value, no
+/// pattern a bug could accidentally reproduce, and the same every run.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}

@@ -16,20 +16,6 @@ fn quiet() -> Server {
     Server::start(ECHO, &["--quiet"])
 }
 
-/// `len` bytes from a small xorshift generator: every byte value, no
-/// pattern a bug could accidentally reproduce, and the same every run.
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect()
-}
-
 /// Sends `bytes` from one thread while this one reads, then closes the
 /// sending side; returns everything read until the server closed.
 fn echo_concurrently(stream: TcpStream, bytes: Vec<u8>, chunk: usize) -> Vec<u8> {
@@ -62,7 +48,7 @@ fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
 #[test]
 fn mebibytes_of_random_bytes_come_back_identical() {
     let server = quiet();
-    let sent = random_bytes(8 * 1024 * 1024);
+    let sent = tests::client::random_bytes(8 * 1024 * 1024);
     // 7919 bytes per write: no multiple of the server's 1024-byte reads.
     let echoed = echo_concurrently(connect(server.addr()), sent.clone(), 7919);
     assert_eq!(echoed.len(), sent.len(), "bytes lost or added");

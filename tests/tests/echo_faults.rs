@@ -87,15 +87,7 @@ fn assert_back(server: &Server, baseline: Holdings) {
 /// so that no read or write size lines up with it): byte `i` of a long
 /// stream is `PATTERN[i % 65537]`, cheap to make and to check.
 fn pattern() -> Vec<u8> {
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..65_537)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect()
+    tests::client::random_bytes(65_537)
 }
 
 /// `len` bytes of the stream [`pattern`] describes, from `offset` on.
