@@ -7,6 +7,8 @@
 //! | [`args`] | the command-line arguments all servers accept |
 //! | [`failure`] | the error that stops a server, shown on one line |
 //! | [`listen`](mod@listen) | the listening socket: socket, SO_REUSEADDR, bind, listen |
+//! | [`accept`] | accepting in an epoll loop: skip a failed client, pause when out of descriptors |
+//! | [`epoll`] | an epoll token for a socket, and the errors that mean "try later" |
 //! | [`flags`] | names for epoll's event bits, for `--trace` |
 //! | [`signals`] | a signalfd for SIGINT and SIGTERM, so the epoll loop can stop cleanly |
 //! | [`output`] | printing requests and trace lines without dying on a closed pipe or going deaf to Ctrl-C on a full one |
@@ -22,7 +24,9 @@ compile_error!(
      run them in a Linux virtual machine or container"
 );
 
+pub mod accept;
 pub mod args;
+pub mod epoll;
 pub mod failure;
 pub mod flags;
 pub mod listen;
@@ -31,10 +35,12 @@ pub mod request;
 pub mod response;
 pub mod signals;
 
+pub use accept::{ACCEPT_PAUSE, Acceptor};
 pub use args::{EpollArgs, ServerArgs};
+pub use epoll::{is_transient, token_of};
 pub use failure::{Failure, MainResult};
 pub use flags::epoll_flag_names;
-pub use listen::{concerns_one_client, is_out_of_descriptors, listen};
+pub use listen::{concerns_one_client, listen};
 pub use output::{print_request, trace_event, warn};
 pub use request::{MAX_REQUEST_BYTES, Progress, RequestBuffer};
 pub use response::{PendingResponse, RESPONSE};

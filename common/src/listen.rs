@@ -67,22 +67,6 @@ fn explain_bind_error(err: io::Error, addr: &str) -> anyhow::Error {
     anyhow::Error::new(err).context(format!("cannot listen on {addr}: {hint}"))
 }
 
-/// True when accept(2) failed because the process or the system ran out of
-/// file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).
-///
-/// The pending connection then stays in the kernel's queue and the listening
-/// socket stays readable, so a level-triggered server that simply retries
-/// spins at 100% CPU. The epoll examples stop watching the listener for a
-/// moment instead, and try again after a connection has closed or 100 ms
-/// have passed. Any other accept error (ECONNABORTED: the client gave up
-/// before we took its connection) concerns one connection only: skip it.
-pub fn is_out_of_descriptors(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOBUFS | nix::libc::ENOMEM)
-    )
-}
-
 /// True when a failed accept(2) concerns one client only, so the server
 /// should skip it and accept the next: ECONNABORTED (the client reset its
 /// connection while it waited in the queue), EPROTO and EPERM (a protocol
@@ -90,7 +74,8 @@ pub fn is_out_of_descriptors(err: &io::Error) -> bool {
 /// new connection (accept(2), "Error handling").
 ///
 /// Any other failure (out of descriptors, above all) lasts: retrying at
-/// once would fail again, so the servers pause accepting instead.
+/// once would fail again, so the servers pause accepting instead (see
+/// [`crate::accept`]).
 pub fn concerns_one_client(err: &io::Error) -> bool {
     use nix::libc::*;
     matches!(
@@ -120,7 +105,6 @@ mod tests {
         let out_of_fds = io::Error::from_raw_os_error(nix::libc::EMFILE);
         assert!(concerns_one_client(&aborted));
         assert!(!concerns_one_client(&out_of_fds));
-        assert!(is_out_of_descriptors(&out_of_fds));
     }
 
     fn args(addr: &str) -> ServerArgs {
@@ -143,15 +127,5 @@ mod tests {
         let taken = first.local_addr().unwrap().to_string();
         let err = listen(&args(&taken)).unwrap_err();
         assert!(format!("{err:#}").contains("the port is in use"), "{err:#}");
-    }
-
-    #[test]
-    fn out_of_descriptors_is_recognised() {
-        assert!(is_out_of_descriptors(&io::Error::from_raw_os_error(
-            nix::libc::EMFILE
-        )));
-        assert!(!is_out_of_descriptors(&io::Error::from_raw_os_error(
-            nix::libc::ECONNABORTED
-        )));
     }
 }

@@ -13,12 +13,11 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 
 use clap::Parser;
-use common::{EpollArgs, PendingResponse, Progress, RequestBuffer};
+use common::{EpollArgs, PendingResponse, Progress, RequestBuffer, is_transient, token_of};
 use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 /// Example 4 of the epoll HOWTO: serve many clients from one thread with
 /// edge-triggered epoll. Stop it with Ctrl-C (SIGINT) or SIGTERM: it
@@ -45,9 +44,6 @@ struct Connection {
 }
 // ANCHOR_END: connection
 
-/// How long (ms) to stop accepting after accept(2) ran out of descriptors.
-const ACCEPT_PAUSE_MS: u16 = 100;
-
 // ANCHOR: main
 fn main() -> common::MainResult {
     let args = Args::parse();
@@ -73,6 +69,10 @@ fn main() -> common::MainResult {
     // for as long as it is not empty.
     let edge_in = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
     epoll.add(&listener, EpollEvent::new(edge_in, listener_token))?;
+    // Takes clients off the queue, and stops watching the listener for a
+    // moment when accept(2) runs out of file descriptors, instead of
+    // stranding the queue (common::accept says why).
+    let mut acceptor = common::Acceptor::new(edge_in, listener_token);
 
     // Stopping is one more event in the same loop: the signalfd made at
     // the start of `main` becomes readable when SIGINT or SIGTERM arrives.
@@ -81,30 +81,17 @@ fn main() -> common::MainResult {
 
     let mut connections: HashMap<u64, Connection> = HashMap::new();
     let mut events = [EpollEvent::empty(); 64];
-    let mut accept_paused = false;
     loop {
         // epoll_wait(2): sleep until at least one watched fd is ready, and
-        // fill `events` with up to 64 of them. A signal interrupts the wait
-        // with EINTR, which nix returns as an error: just wait again.
-        let timeout = if accept_paused {
-            ACCEPT_PAUSE_MS.into()
-        } else {
-            EpollTimeout::NONE
-        };
-        let ready = match epoll.wait(&mut events, timeout) {
+        // fill `events` with up to 64 of them. No timeout, except while
+        // accepting is paused. A signal interrupts the wait with EINTR,
+        // which nix returns as an error: just wait again.
+        let ready = match epoll.wait(&mut events, acceptor.timeout()) {
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,
             Err(err) => return Err(err.into()),
         };
-        if accept_paused {
-            // Watch the listener again; if descriptors are still short, the
-            // next accept fails and pauses again, at most once per wakeup.
-            // Re-arming also re-checks readiness, so clients that queued up
-            // during the pause produce an edge now.
-            let mut interest = EpollEvent::new(edge_in, listener_token);
-            epoll.modify(&listener, &mut interest)?;
-            accept_paused = false;
-        }
+        acceptor.resume(&epoll, &listener)?;
 
         for event in &events[..ready] {
             let (token, flags) = (event.data(), event.events());
@@ -118,36 +105,18 @@ fn main() -> common::MainResult {
                 // `finally` blocks do.
                 return Ok(());
             }
+            // ANCHOR: accept
             if token == listener_token {
                 // Edge-triggered: this one event may stand for many queued
                 // clients, and no second event comes for them. Accept until
-                // the queue is empty (EAGAIN).
-                loop {
-                    match listener.accept() {
-                        Ok((stream, _address)) => register(&epoll, &mut connections, stream),
-                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                        // One failed client (it left while queued) says
-                        // nothing about the next: go on.
-                        Err(err) if common::concerns_one_client(&err) => {
-                            common::warn(format_args!("accept failed: {err}"));
-                        }
-                        Err(err) => {
-                            // Out of file descriptors (EMFILE), most likely:
-                            // the queue is not empty but we cannot take from
-                            // it. Stop watching the listener until the next
-                            // wakeup (see above), when re-arming it makes a
-                            // fresh edge for whoever is still waiting.
-                            common::warn(format_args!("accept failed, pausing: {err}"));
-                            let mut no_interest =
-                                EpollEvent::new(EpollFlags::empty(), listener_token);
-                            epoll.modify(&listener, &mut no_interest)?;
-                            accept_paused = true;
-                            break;
-                        }
-                    }
+                // the queue is empty: `None` is EAGAIN (or accepting just
+                // paused, and re-arming the listener makes a fresh edge).
+                while let Some((stream, _address)) = acceptor.accept(&epoll, &listener)? {
+                    register(&epoll, &mut connections, stream);
                 }
                 continue;
             }
+            // ANCHOR_END: accept
 
             let Some(connection) = connections.get_mut(&token) else {
                 continue;
@@ -168,11 +137,6 @@ fn main() -> common::MainResult {
     }
 }
 // ANCHOR_END: main
-
-/// The epoll token of a socket: its file descriptor number.
-fn token_of(socket: &impl AsRawFd) -> u64 {
-    socket.as_raw_fd() as u64
-}
 
 // ANCHOR: register
 /// Makes a newly accepted connection non-blocking and starts watching it.
@@ -281,11 +245,3 @@ fn close(epoll: &Epoll, connections: &mut HashMap<u64, Connection>, token: u64) 
     }
 }
 // ANCHOR_END: close
-
-/// EAGAIN (nothing to do now) or EINTR (a signal arrived): try later.
-fn is_transient(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}

@@ -23,9 +23,9 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 
 use clap::Parser;
-use common::{EpollArgs, PendingResponse, Progress, RequestBuffer};
+use common::{EpollArgs, PendingResponse, Progress, RequestBuffer, is_transient, token_of};
 use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use socket2::SockRef;
 
 /// Example 6 of the epoll HOWTO: level-triggered epoll, with TCP_NODELAY on
@@ -63,9 +63,6 @@ struct Connection {
 }
 // ANCHOR_END: connection
 
-/// How long (ms) to stop accepting after accept(2) ran out of descriptors.
-const ACCEPT_PAUSE_MS: u16 = 100;
-
 // ANCHOR: main
 fn main() -> common::MainResult {
     let args = Args::parse();
@@ -73,12 +70,14 @@ fn main() -> common::MainResult {
     // they wait in a file descriptor (signalfd) instead of killing the
     // process. See common::signals.
     let stop = common::stop_signals()?;
+    // ANCHOR: nodelay
     let listener = common::listen(&args.epoll.server)?;
     // setsockopt(TCP_NODELAY, 1) on the listening socket: every socket
     // accept(2) returns starts with it set, so no per-connection call.
     if !args.no_nodelay {
         SockRef::from(&listener).set_tcp_nodelay(true)?;
     }
+    // ANCHOR_END: nodelay
     // O_NONBLOCK: accept(2) on this socket now fails with EAGAIN
     // (io::ErrorKind::WouldBlock) instead of waiting for a client.
     listener.set_nonblocking(true)?;
@@ -96,6 +95,10 @@ fn main() -> common::MainResult {
         &listener,
         EpollEvent::new(EpollFlags::EPOLLIN, listener_token),
     )?;
+    // Takes clients off the queue, and stops watching the listener for a
+    // moment when accept(2) runs out of file descriptors, instead of
+    // spinning (common::accept says why).
+    let mut acceptor = common::Acceptor::new(EpollFlags::EPOLLIN, listener_token);
 
     // Stopping is one more event in the same loop: the signalfd made at
     // the start of `main` becomes readable when SIGINT or SIGTERM arrives.
@@ -104,28 +107,17 @@ fn main() -> common::MainResult {
 
     let mut connections: HashMap<u64, Connection> = HashMap::new();
     let mut events = [EpollEvent::empty(); 64];
-    let mut accept_paused = false;
     loop {
         // epoll_wait(2): sleep until at least one watched fd is ready, and
-        // fill `events` with up to 64 of them. A signal interrupts the wait
-        // with EINTR, which nix returns as an error: just wait again.
-        let timeout = if accept_paused {
-            ACCEPT_PAUSE_MS.into()
-        } else {
-            EpollTimeout::NONE
-        };
-        let ready = match epoll.wait(&mut events, timeout) {
+        // fill `events` with up to 64 of them. No timeout, except while
+        // accepting is paused. A signal interrupts the wait with EINTR,
+        // which nix returns as an error: just wait again.
+        let ready = match epoll.wait(&mut events, acceptor.timeout()) {
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,
             Err(err) => return Err(err.into()),
         };
-        if accept_paused {
-            // Watch the listener again; if descriptors are still short, the
-            // next accept fails and pauses again, at most once per wakeup.
-            let mut interest = EpollEvent::new(EpollFlags::EPOLLIN, listener_token);
-            epoll.modify(&listener, &mut interest)?;
-            accept_paused = false;
-        }
+        acceptor.resume(&epoll, &listener)?;
 
         for event in &events[..ready] {
             let (token, flags) = (event.data(), event.events());
@@ -139,35 +131,21 @@ fn main() -> common::MainResult {
                 // `finally` blocks do.
                 return Ok(());
             }
+            // ANCHOR: accept
             if token == listener_token {
                 // Level-triggered: one accept per event. If more clients are
                 // queued, the listener is still readable and the next
-                // epoll_wait reports it again.
-                match listener.accept() {
-                    Ok((stream, _address)) => {
-                        if args.epoll.trace {
-                            trace_nodelay(&stream);
-                        }
-                        register(&epoll, &mut connections, stream);
+                // epoll_wait reports it again. `None`: nobody to take after
+                // all (EAGAIN), or accepting just paused.
+                if let Some((stream, _address)) = acceptor.accept(&epoll, &listener)? {
+                    if args.epoll.trace {
+                        trace_nodelay(&stream);
                     }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    // A client that left while queued: skip it.
-                    Err(err) if common::concerns_one_client(&err) => {
-                        common::warn(format_args!("accept failed: {err}"));
-                    }
-                    Err(err) => {
-                        // Out of file descriptors (EMFILE), most likely. The
-                        // waiting connection stays queued and the listener
-                        // stays readable: retrying now would spin. Stop
-                        // watching it until the next wakeup (see above).
-                        common::warn(format_args!("accept failed, pausing: {err}"));
-                        let mut no_interest = EpollEvent::new(EpollFlags::empty(), listener_token);
-                        epoll.modify(&listener, &mut no_interest)?;
-                        accept_paused = true;
-                    }
+                    register(&epoll, &mut connections, stream);
                 }
                 continue;
             }
+            // ANCHOR_END: accept
 
             let Some(connection) = connections.get_mut(&token) else {
                 continue;
@@ -188,11 +166,6 @@ fn main() -> common::MainResult {
     }
 }
 // ANCHOR_END: main
-
-/// The epoll token of a socket: its file descriptor number.
-fn token_of(socket: &impl AsRawFd) -> u64 {
-    socket.as_raw_fd() as u64
-}
 
 // ANCHOR: register
 /// Makes a newly accepted connection non-blocking and starts watching it.
@@ -344,11 +317,3 @@ fn close(epoll: &Epoll, connections: &mut HashMap<u64, Connection>, token: u64) 
     }
 }
 // ANCHOR_END: close
-
-/// EAGAIN (nothing to do now) or EINTR (a signal arrived): try later.
-fn is_transient(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}

@@ -33,7 +33,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use clap::{Parser, ValueEnum};
-use common::{PendingResponse, Progress, RequestBuffer, ServerArgs};
+use common::{ACCEPT_PAUSE, PendingResponse, Progress, RequestBuffer, ServerArgs, is_transient};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::select::{FD_SETSIZE, FdSet, select};
@@ -108,9 +108,6 @@ struct Server {
     accept_paused: bool,
 }
 
-/// How long (ms) to stop accepting after accept(2) ran out of descriptors.
-const ACCEPT_PAUSE_MS: u16 = 100;
-
 /// The answer to a connection this server cannot watch.
 const UNAVAILABLE: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\n\
 Content-Type: text/plain\r\n\
@@ -184,7 +181,7 @@ fn wait_select(server: &Server) -> nix::Result<Vec<Ready>> {
             Stage::Writing => writable.insert(fd),
         }
     }
-    let mut pause = TimeVal::milliseconds(ACCEPT_PAUSE_MS.into());
+    let mut pause = TimeVal::milliseconds(ACCEPT_PAUSE.as_millis() as i64);
     let timeout = server.accept_paused.then_some(&mut pause);
     // select(2): the first argument is the highest fd plus one (nix works
     // it out); the kernel looks at every fd below it, in every set.
@@ -234,7 +231,7 @@ fn wait_poll(server: &Server) -> nix::Result<Vec<Ready>> {
         watched.push(PollFd::new(connection.stream.as_fd(), events));
     }
     let timeout = if server.accept_paused {
-        PollTimeout::from(ACCEPT_PAUSE_MS)
+        PollTimeout::try_from(ACCEPT_PAUSE).expect("100 ms fits a poll timeout")
     } else {
         PollTimeout::NONE
     };
@@ -275,7 +272,7 @@ impl Server {
                 }
                 Err(err) => {
                     // Out of descriptors: leave the listener out of the next
-                    // wait, which then lasts at most ACCEPT_PAUSE_MS.
+                    // wait, which then lasts at most ACCEPT_PAUSE.
                     common::warn(format_args!("accept failed, pausing: {err}"));
                     self.accept_paused = true;
                 }
@@ -392,11 +389,3 @@ fn on_writable(connection: &mut Connection) -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: writable
-
-/// EAGAIN (nothing to do now) or EINTR (a signal arrived): try later.
-fn is_transient(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}

@@ -32,13 +32,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use common::ServerArgs;
 use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
@@ -110,8 +109,6 @@ enum Next {
     Forget,
     /// Start watching a new fd (a client the listener accepted).
     Add(Watched),
-    /// Out of descriptors: stop watching the listener for a moment.
-    PauseAccepting,
     /// Leave the loop: a stop signal arrived.
     Stop,
 }
@@ -135,10 +132,6 @@ const DIR_EVENTS: AddWatchFlags = AddWatchFlags::IN_CREATE
     .union(AddWatchFlags::IN_ATTRIB)
     .union(AddWatchFlags::IN_DELETE_SELF)
     .union(AddWatchFlags::IN_MOVE_SELF);
-
-/// How long to stop accepting after accept(2) failed for lack of
-/// descriptors (see common::is_out_of_descriptors).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 // ANCHOR: main
 fn main() -> common::MainResult {
@@ -167,27 +160,23 @@ fn main() -> common::MainResult {
     // enough; the next wait reports whatever is left. Non-blocking all the
     // same, so that a spurious event cannot freeze the loop in accept(2).
     listener.set_nonblocking(true)?;
+    let listener_fd = listener.as_raw_fd();
+    // Out of descriptors, accept(2) would fail again at once for as long as
+    // the client waits: the acceptor stops watching the listener for a
+    // moment instead of spinning (common::accept says why).
+    let mut acceptor = common::Acceptor::new(INTEREST, listener_fd as u64);
     watch(&epoll, &mut watched, Watched::Listener(listener))?;
 
     let mut events = [EpollEvent::empty(); 64];
-    let mut accept_paused = false;
     loop {
-        let timeout = if accept_paused {
-            EpollTimeout::try_from(ACCEPT_PAUSE).expect("100 ms fits")
-        } else {
-            EpollTimeout::NONE
-        };
-        let ready = match epoll.wait(&mut events, timeout) {
+        // No timeout, except while accepting is paused.
+        let ready = match epoll.wait(&mut events, acceptor.timeout()) {
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,
             Err(err) => return Err(err.into()),
         };
-        if accept_paused {
-            // Listen again after the pause (or after any event).
-            if let Some(Watched::Listener(listener)) = watched.values().find(is_listener) {
-                epoll.modify(listener, &mut EpollEvent::new(INTEREST, token(listener)))?;
-            }
-            accept_paused = false;
+        if let Some(Watched::Listener(listener)) = watched.get(&listener_fd) {
+            acceptor.resume(&epoll, listener)?;
         }
 
         for event in &events[..ready] {
@@ -211,7 +200,7 @@ fn main() -> common::MainResult {
             );
 
             let next = match what {
-                Watched::Listener(listener) => accept(listener),
+                Watched::Listener(listener) => accept(&epoll, &mut acceptor, listener)?,
                 Watched::Client { stream, peer } => {
                     on_client(fd, stream, *peer, flags, args.server.quiet)
                 }
@@ -239,13 +228,6 @@ fn main() -> common::MainResult {
                         note(fd, format_args!("cannot watch a client: {err}"));
                     }
                 }
-                Next::PauseAccepting => {
-                    // epoll_ctl(EPOLL_CTL_MOD) with no events: the listener
-                    // stays in the set but is not reported until re-armed.
-                    let mut none = EpollEvent::new(EpollFlags::empty(), fd as u64);
-                    epoll.modify(watched[&fd].fd(), &mut none)?;
-                    accept_paused = true;
-                }
                 Next::Forget => forget(&epoll, &mut watched, fd),
                 // Returning drops the map: every socket, the inotify fd,
                 // the signalfd and the epoll instance are closed.
@@ -255,15 +237,6 @@ fn main() -> common::MainResult {
     }
 }
 // ANCHOR_END: main
-
-fn is_listener(watched: &&Watched) -> bool {
-    matches!(watched, Watched::Listener(_))
-}
-
-/// The epoll token of an fd: the fd number, as in the Python.
-fn token(fd: &impl AsRawFd) -> u64 {
-    fd.as_raw_fd() as u64
-}
 
 // ANCHOR: watch
 /// epoll_ctl(EPOLL_CTL_ADD) for any kind of fd, then remember what it is.
@@ -336,37 +309,30 @@ fn on_stdin(fd: RawFd, stdin: &io::Stdin) -> Next {
 // ANCHOR_END: stdin
 
 // ANCHOR: accept
-/// EPOLLIN on the listener: one client is waiting. Take it.
-fn accept(listener: &TcpListener) -> Next {
-    match listener.accept() {
-        // O_NONBLOCK on the connection, so that a spurious event cannot
-        // freeze the loop in read(2).
-        Ok((stream, peer)) => match stream.set_nonblocking(true) {
-            Ok(()) => Next::Add(Watched::Client { stream, peer }),
-            Err(err) => {
-                note(
-                    listener.as_raw_fd(),
-                    format_args!("cannot make {peer} non-blocking: {err}"),
-                );
-                Next::Keep
-            }
-        },
-        // Someone else took it, or the client left the queue.
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Next::Keep,
-        Err(err) if common::concerns_one_client(&err) => {
-            note(listener.as_raw_fd(), format_args!("accept failed: {err}"));
-            Next::Keep
-        }
+/// EPOLLIN on the listener: one client is waiting. Take it (level-triggered:
+/// if more wait, the next epoll_wait reports the listener again).
+fn accept(
+    epoll: &Epoll,
+    acceptor: &mut common::Acceptor,
+    listener: &TcpListener,
+) -> io::Result<Next> {
+    // `None`: someone else took it, the client left the queue, or accepting
+    // just paused for lack of descriptors (common::accept logs why).
+    let Some((stream, peer)) = acceptor.accept(epoll, listener)? else {
+        return Ok(Next::Keep);
+    };
+    // O_NONBLOCK on the connection, so that a spurious event cannot freeze
+    // the loop in read(2).
+    Ok(match stream.set_nonblocking(true) {
+        Ok(()) => Next::Add(Watched::Client { stream, peer }),
         Err(err) => {
-            // Level-triggered and out of descriptors: the queued client keeps
-            // the listener readable, so retrying at once would spin.
             note(
                 listener.as_raw_fd(),
-                format_args!("accept failed, pausing: {err}"),
+                format_args!("cannot make {peer} non-blocking: {err}"),
             );
-            Next::PauseAccepting
+            Next::Keep
         }
-    }
+    })
 }
 // ANCHOR_END: accept
 

@@ -6,7 +6,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 
-use common::{Progress, RequestBuffer};
+use common::{Progress, RequestBuffer, is_transient};
 use nix::sys::epoll::EpollFlags;
 
 use crate::event_loop::{Control, EventLoop, Handler, Token};
@@ -225,11 +225,3 @@ impl Connection {
     }
 }
 // ANCHOR_END: connection
-
-/// EAGAIN (nothing now) or EINTR (a signal): try again on the next event.
-fn is_transient(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}
