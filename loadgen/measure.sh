@@ -15,7 +15,9 @@
 #   3. the listen-backlog experiment: example04 with --backlog 1, 50, 1024.
 #
 # Settings (environment): ROUNDS=3 AB_ROUNDS=2*ROUNDS N=20000 IDLE=10000
-# BACKLOG_SECONDS=3 PAUSE=1. On a shared machine, requests/s move with
+# BACKLOG_SECONDS=3 PAUSE=1. ONLY="example04_epoll_edge nginx" measures only
+# the servers with those labels, and skips parts 2 and 3 (for a quick
+# comparison of a new server with its neighbours). On a shared machine, requests/s move with
 # whatever else runs: more rounds, and the CPU-per-request columns, help.
 # Each run's connections leave the *server's* side in TIME_WAIT (the server
 # closes first), not ours; PAUSE seconds between runs let the machine settle.
@@ -57,6 +59,15 @@ if has example08_select_poll; then
     SERVERS+=("example08_select example08_select_poll --poller select"
         "example08_poll example08_select_poll --poller poll")
     build+=(-p example08_select_poll)
+fi
+ONLY=${ONLY:-}
+wanted() { [[ -z $ONLY || " $ONLY " == *" $1 "* ]]; }
+if [[ -n $ONLY ]]; then
+    kept=()
+    for entry in "${SERVERS[@]}"; do
+        if wanted "${entry%% *}"; then kept+=("$entry"); fi
+    done
+    SERVERS=("${kept[@]}")
 fi
 say "servers: $(printf '%s, ' "${SERVERS[@]%% *}")"
 cargo build --release -q "${build[@]}" >&2
@@ -164,7 +175,9 @@ for entry in "${SERVERS[@]}"; do
     SPID=
 done
 
-if command -v nginx >/dev/null; then
+if ! wanted nginx; then
+    :
+elif command -v nginx >/dev/null; then
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     mkdir -p "$tmp/logs"
     cat >"$tmp/nginx.conf" <<EOF
@@ -223,7 +236,9 @@ done
 EXTRA_PIDS=()
 
 # 2. loadgen against ab, on the same server, alternating.
-if command -v ab >/dev/null; then
+if [[ -n $ONLY ]]; then
+    say "ONLY is set: no ab comparison, no backlog runs"
+elif command -v ab >/dev/null; then
     say "== loadgen against ab"
     start_server example04_epoll_edge
     for _ in $(seq "$AB_ROUNDS"); do
@@ -239,7 +254,9 @@ fi
 # waits for the last ones: up to --timeout 30, since with backlog 1 some
 # connections stall for tens of seconds (their handshake's last ACK was
 # dropped while the accept queue was full).
-for backlog in 1 50 1024; do
+backlogs=(1 50 1024)
+[[ -n $ONLY ]] && backlogs=()
+for backlog in "${backlogs[@]}"; do
     say "== backlog $backlog"
     start_server example04_epoll_edge --backlog "$backlog"
     for _ in $(seq "$ROUNDS"); do
