@@ -151,12 +151,7 @@ fn idle_scaling(c: &mut Criterion) {
         Ok(limit) => limit,
         Err(why) => {
             eprintln!("idle_scaling: {why}; running only the idle counts that fit");
-            // SAFETY: getrlimit fills the struct we pass.
-            unsafe {
-                let mut l: libc::rlimit = std::mem::zeroed();
-                libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-                l.rlim_cur
-            }
+            tests::limits::nofile()
         }
     };
     let mut group = c.benchmark_group("idle_scaling");

@@ -271,7 +271,7 @@ fn dump_dom(browser: &str, url: &str) -> String {
         .process_group(0)
         .spawn()
         .expect("start chromium");
-    let group = child.id() as libc::pid_t;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut stdout = child.stdout.take().unwrap();
     let reader = thread::spawn(move || {
         let mut dom = String::new();
@@ -286,9 +286,9 @@ fn dump_dom(browser: &str, url: &str) -> String {
             _ => break false,
         }
     };
-    // SAFETY: kill(2) on the process group we created; the leader is our
-    // child, not reaped until the wait below, so its id is not reused.
-    unsafe { libc::kill(-group, libc::SIGKILL) };
+    // killpg(3), kill(2) on the process group we created; the leader is
+    // our child, not reaped until the wait below, so its id is not reused.
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
     let dom = reader.join().unwrap();
     assert!(finished, "chromium did not finish within {BROWSER_LIMIT:?}");

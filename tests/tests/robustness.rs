@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tests::client::{PATIENCE, reset};
 use tests::limits::{limit_nofile, raise_nofile, room_for_threads};
-use tests::process::{assert_not_spinning, fd_count, state, status_field};
+use tests::process::{assert_not_spinning, fd_count, peak_rss_kib, state};
 use tests::targets::{Model, SERVERS, Target, UNAVAILABLE, concurrent};
 use tests::{connect, exchange, request, wait_until};
 
@@ -279,7 +279,7 @@ fn requests_without_an_end_keep_memory_bounded() {
     for target in SERVERS {
         let name = target.name;
         let (server, baseline) = target.settled(&[]);
-        let peak_before = status_field(server.pid(), "VmHWM");
+        let peak_before = peak_rss_kib(server.pid());
         let addr = server.addr();
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {
@@ -302,7 +302,7 @@ fn requests_without_an_end_keep_memory_bounded() {
                 text(&answer)
             );
         }
-        let growth_kib = status_field(server.pid(), "VmHWM").saturating_sub(peak_before);
+        let growth_kib = peak_rss_kib(server.pid()).saturating_sub(peak_before);
         assert!(
             growth_kib < 16 * 1024,
             "{name}: peak memory grew by {growth_kib} KiB"

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 
 use tests::client::PATIENCE;
 use tests::command_line::assert_help_mentions;
-use tests::process::{status_field, threads};
+use tests::process::{status, threads};
 use tests::targets::UNAVAILABLE;
 use tests::{GET, RESPONSE, Server, connect, request, wait_until};
 
@@ -74,10 +74,11 @@ struct Footprint {
 }
 
 fn footprint(server: &Server) -> Footprint {
+    let status = status(server.pid());
     Footprint {
-        threads: threads(server.pid()),
-        rss: status_field(server.pid(), "VmRSS"),
-        size: status_field(server.pid(), "VmSize"),
+        threads: status.threads,
+        rss: status.vmrss.expect("VmRSS"),
+        size: status.vmsize.expect("VmSize"),
     }
 }
 
