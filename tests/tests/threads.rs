@@ -3,7 +3,7 @@
 //! epoll's do not; and a cap keeps the thread count bounded.
 //!
 //! What every server must do with a request is checked for example 7 in
-//! `answers.rs` (`example07_threads::…`); here is what threads change.
+//! `answers.rs` (`…_example07_threads`); here is what threads change.
 
 use std::io::Read;
 use std::net::TcpStream;
