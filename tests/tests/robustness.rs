@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use tests::client::{PATIENCE, reset};
+use tests::client::{PATIENCE, reset, send_then_read_answer};
 use tests::limits::{limit_nofile, raise_nofile, room_for_threads};
 use tests::process::{assert_not_spinning, fd_count, peak_rss_kib, state};
 use tests::targets::{Model, SERVERS, Target, UNAVAILABLE, concurrent};
@@ -270,6 +270,8 @@ fn a_slow_reader_does_not_hold_up_others() {
 
 // --------------------------------------------------------------- bad input
 
+/// 50 clients sending a megabyte with no end each get the 431 refusal, and
+/// the server's peak memory grows by far less than what they sent.
 #[test]
 fn requests_without_an_end_keep_memory_bounded() {
     // 50 clients at once each send up to 1 MiB that never ends a request.
@@ -284,20 +286,23 @@ fn requests_without_an_end_keep_memory_bounded() {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 thread::spawn(move || {
-                    let mut stream = connect(addr);
-                    // The server answers 431 and closes partway: the rest
-                    // of the writes then fail, as they should.
-                    let _ = stream.write_all(&vec![b'x'; 1 << 20]);
-                    let mut answer = Vec::new();
-                    let _ = stream.read_to_end(&mut answer);
-                    answer
+                    // The server answers 431 and closes partway. The
+                    // servers that stop reading at the cap (2 and 7) close
+                    // with the rest unread, which resets the connection:
+                    // the rest of our writes, or our last read, fail with
+                    // ECONNRESET. The 431 went out before the RST and is
+                    // read all the same (send_then_read_answer): every
+                    // client sees it. (18,000 of 18,000 clients of these
+                    // servers did, 64 KiB or 1 MiB each, beside three busy
+                    // loops on two cores.)
+                    send_then_read_answer(&mut connect(addr), &vec![b'x'; 1 << 20])
                 })
             })
             .collect();
         for client in clients {
             let answer = client.join().unwrap();
             assert!(
-                answer.is_empty() || answer.starts_with(b"HTTP/1.0 431 "),
+                answer.starts_with(b"HTTP/1.0 431 "),
                 "{name}: {:?}",
                 text(&answer)
             );
