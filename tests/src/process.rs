@@ -199,6 +199,8 @@ pub fn connection_fds(pid: u32) -> Vec<i32> {
 mod tests {
     use super::*;
 
+    /// The state letter follows the process's life: `S` while it sleeps, `T`
+    /// once stopped.
     #[test]
     fn state_reads_the_letter_after_the_name() {
         let child = crate::raw::Killed(

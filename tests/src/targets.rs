@@ -225,6 +225,8 @@ Too many connections\n";
 mod tests {
     use super::*;
 
+    /// `binaries()` names every server's binary, each once, however the table
+    /// orders them.
     #[test]
     fn binaries_lists_each_server_binary_once() {
         let binaries = binaries();

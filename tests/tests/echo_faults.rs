@@ -504,11 +504,14 @@ fn a_closed_stdout_is_no_reason_to_stop() {
     assert_eq!(process.wait_exit(Duration::ZERO), None, "the server died");
 }
 
+/// `--help` says how to stop the server, and with what status.
 #[test]
 fn help_says_how_to_stop_it() {
     assert_help_mentions(ECHO, &["Ctrl-C", "SIGINT", "SIGTERM", "status 0"]);
 }
 
+/// Bad arguments, a surplus one included, exit with status 2 and a
+/// message, not a panic.
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
     for args in [
@@ -521,6 +524,8 @@ fn bad_arguments_exit_2_with_a_message() {
     }
 }
 
+/// A busy port is one line on stderr and status 1, and the server that
+/// holds the port goes on.
 #[test]
 fn a_busy_port_is_one_line_not_a_panic() {
     let first = Server::start(ECHO, &["--quiet"]);

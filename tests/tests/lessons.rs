@@ -31,6 +31,8 @@ fn answered_beside_a_silent_client(server: &Server, wait: Duration) -> bool {
     }
 }
 
+/// The problem epoll solves: example 2, blocked reading a client that
+/// says nothing, answers no one else.
 #[test]
 fn a_silent_client_stalls_the_blocking_loop() {
     let server = Server::start("example02_loop", &["--quiet"]);
@@ -43,6 +45,7 @@ fn a_silent_client_stalls_the_blocking_loop() {
     assert_eq!(request(server.addr(), GET), RESPONSE);
 }
 
+/// The lesson of step 3: the epoll servers answer beside a silent client.
 #[test]
 fn a_silent_client_does_not_stall_the_epoll_servers() {
     for name in CONCURRENT_SERVERS {
@@ -125,6 +128,8 @@ fn connection_interest(name: &str) -> u32 {
 
 const EPOLLET: u32 = 1 << 31;
 
+/// The kernel's own record of each interest entry (/proc/PID/fdinfo) has
+/// EPOLLET for example 4's connections, and not for example 3's.
 #[test]
 fn the_kernel_holds_edge_triggered_interest_only_for_example04() {
     let level = connection_interest("example03_epoll_level");
@@ -155,6 +160,8 @@ fn data_segments_per_response(server: &Server) -> u32 {
     tcp_info(&stream).tcpi_data_segs_in
 }
 
+/// TCP_CORK makes headers and body, written in two sends, one segment;
+/// without it they are two (TCP_INFO's count at the client).
 #[test]
 fn cork_sends_headers_and_body_in_one_segment() {
     let corked = Server::start("example05_cork", &["--quiet"]);
@@ -213,6 +220,8 @@ fn median(mut times: Vec<Duration>) -> Duration {
 const STALL: Duration = Duration::from_millis(20);
 const QUICK: Duration = Duration::from_millis(10);
 
+/// With Nagle on, each kept-alive request after the first stalls for the
+/// delayed ACK; TCP_NODELAY removes the stall.
 #[test]
 fn nagle_stalls_keep_alive_and_nodelay_removes_it() {
     let nagle = Server::start(
@@ -228,6 +237,7 @@ fn nagle_stalls_keep_alive_and_nodelay_removes_it() {
     );
 }
 
+/// TCP_CORK, pulled out after each response, removes the same stall.
 #[test]
 fn cork_also_removes_the_keep_alive_stall() {
     // Pulling the cork out sends what it held at once, Nagle or not.
@@ -244,6 +254,8 @@ fn cork_also_removes_the_keep_alive_stall() {
     );
 }
 
+/// With the tutorial's one response per connection, Nagle costs nothing:
+/// no stall, with or without TCP_NODELAY.
 #[test]
 fn with_one_response_per_connection_nagle_costs_nothing() {
     // The tutorial's form: the server closes after each response, and the
@@ -255,6 +267,8 @@ fn with_one_response_per_connection_nagle_costs_nothing() {
     }
 }
 
+/// TCP_NODELAY set on the listening socket is on in every accepted one
+/// (and off when the listener has it off).
 #[test]
 fn accepted_sockets_inherit_nodelay_from_the_listener() {
     // The server sets TCP_NODELAY on the listening socket only; --trace
@@ -343,6 +357,9 @@ fn three_clients_at_a_stopped_server(backlog: &str) -> Vec<(bool, u32)> {
         .collect()
 }
 
+/// The tutorial's `listen(1)`: with the server not accepting, a third
+/// client's SYN is dropped and must be sent again; a backlog of 1024
+/// queues all three at once.
 #[test]
 fn a_backlog_of_one_makes_the_third_client_wait_for_a_syn_retransmit() {
     // listen(2): the backlog caps the queue of connections that finished

@@ -64,8 +64,10 @@ fn hammer(target: &'static Target, addr: SocketAddr, clients: usize, total: usiz
     failures.load(Ordering::Relaxed)
 }
 
-/// Every concurrent server (example 2 takes one client at a time by
-/// design: 100 at once would only queue).
+/// 10,000 requests from 100 clients at once are each answered exactly,
+/// and leave the server holding what it held before. Every concurrent
+/// server (example 2 takes one client at a time by design: 100 at once
+/// would only queue).
 #[test]
 fn ten_thousand_requests_from_100_clients_without_an_error() {
     for target in concurrent() {
@@ -82,6 +84,9 @@ fn ten_thousand_requests_from_100_clients_without_an_error() {
 
 const IDLE: usize = 10_000;
 
+/// 10,000 silent connections held open do not stop a server answering
+/// others, and leave nothing behind when they go (select: its 503 past
+/// FD_SETSIZE instead).
 #[test]
 fn ten_thousand_idle_connections_while_others_are_served() {
     // The idle clients' fds are ours, their accepted sockets the server's:
@@ -188,6 +193,8 @@ fn idle_past_fd_setsize(target: &Target) {
 
 // --------------------------------------------------------------- faults
 
+/// Clients that close before their answer arrives: the server's failed
+/// writes (EPIPE, ECONNRESET) are handled, and nothing is left behind.
 #[test]
 fn clients_that_close_right_after_sending() {
     // The client closes its socket as soon as its request is out, so the
@@ -203,6 +210,8 @@ fn clients_that_close_right_after_sending() {
     }
 }
 
+/// Clients that reset the connection after the first bytes of their
+/// answer leave nothing behind.
 #[test]
 fn clients_that_reset_mid_response() {
     for target in SERVERS {
@@ -220,6 +229,8 @@ fn clients_that_reset_mid_response() {
     }
 }
 
+/// A client that shuts its sending side after its request still gets
+/// the whole response.
 #[test]
 fn a_half_closed_client_still_gets_its_response() {
     // shutdown(SHUT_WR) after the request: the server reads the request,
@@ -241,6 +252,8 @@ fn a_half_closed_client_still_gets_its_response() {
     }
 }
 
+/// A client that does not read its answer does not hold up 20 others,
+/// and then gets its answer whole, a byte at a time.
 #[test]
 fn a_slow_reader_does_not_hold_up_others() {
     // The slow client asks and then reads nothing until 20 others have been
@@ -316,6 +329,8 @@ fn requests_without_an_end_keep_memory_bounded() {
     }
 }
 
+/// Every byte value: ended by a blank line it is answered, never ended it
+/// gets no answer but the close, and the server lives on.
 #[test]
 fn binary_garbage_is_answered_and_the_server_lives() {
     // Every byte value once (NUL, control bytes, bytes that are never
@@ -351,6 +366,8 @@ fn binary_garbage_is_answered_and_the_server_lives() {
 
 // --------------------------------------------------------------- exhaustion
 
+/// Out of file descriptors (EMFILE), no server dies or spins, and each
+/// takes the clients that waited once descriptors are free.
 #[test]
 fn out_of_file_descriptors_neither_kills_nor_spins() {
     // With RLIMIT_NOFILE at 64, 100 silent clients exhaust the server's
@@ -403,6 +420,8 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
 
 // --------------------------------------------------------------- signals
 
+/// A server stopped (SIGSTOP) and continued (SIGCONT) takes the EINTR
+/// that follows in its stride and answers again.
 #[test]
 fn stopped_and_continued_servers_carry_on() {
     // signal(7): after SIGSTOP and SIGCONT, Linux makes epoll_wait(2),

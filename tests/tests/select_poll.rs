@@ -23,6 +23,7 @@ const FD_SETSIZE: usize = 1024;
 /// More clients than select can watch.
 const MANY: usize = 1100;
 
+/// `--help` names both pollers and the shared options.
 #[test]
 fn help_names_both_pollers() {
     assert_help_mentions(

@@ -45,6 +45,8 @@ fn a_silent_client_does_not_stall_the_others() {
     assert_eq!(request(server.addr(), GET), RESPONSE);
 }
 
+/// SIGTERM stops example 7 with status 0, a thread still blocked on a
+/// silent client.
 #[test]
 fn sigterm_exits_0() {
     let mut server = quiet(&[]);
@@ -55,6 +57,7 @@ fn sigterm_exits_0() {
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
+/// `--help` documents `--max-threads` and the 503 past it.
 #[test]
 fn help_documents_the_cap() {
     assert_help_mentions(

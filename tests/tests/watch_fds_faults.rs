@@ -533,6 +533,7 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
 
 // --------------------------------------------------------------- command line
 
+/// `--help` says how to stop the server, and names `--watch` and `--addr`.
 #[test]
 fn help_says_how_to_stop_it() {
     assert_help_mentions(
@@ -543,6 +544,8 @@ fn help_says_how_to_stop_it() {
     );
 }
 
+/// Bad arguments, a `--watch` without its directory included, exit with
+/// status 2 and a message, not a panic.
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
     for args in [
@@ -569,6 +572,8 @@ fn an_unwatchable_directory_is_one_line() {
     assert_eq!(count(&stderr, "Error"), 1, "{stderr}");
 }
 
+/// A busy port is one error line and status 1, and the server that holds
+/// the port goes on.
 #[test]
 fn a_busy_port_is_one_line_not_a_panic() {
     let (first, _) = settled();
