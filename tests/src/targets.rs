@@ -4,6 +4,12 @@
 //! The tests that every server must pass (robustness, leaks, shutdown, the
 //! command line) run one body over this table, so a new server is one more
 //! row, and a failure names the row.
+//!
+//! Adding a server: a constant here, in [`SERVERS`] (or beside example 1
+//! in [`every_server`]); then, so that each of its tests has a name grep
+//! finds, a `#[test_case(&CONSTANT ; "name")]` row under each check of
+//! `tests/tests/answers.rs` that applies to it (its header lists which).
+//! A test there fails until the rows are in.
 
 use std::process::Command;
 
