@@ -7,9 +7,9 @@
 //!
 //! Adding a server: a constant here, in [`SERVERS`] (or beside example 1
 //! in [`every_server`]); then, so that each of its tests has a name grep
-//! finds, a `#[test_case(&CONSTANT ; "name")]` row under each check of
-//! `tests/tests/answers.rs` that applies to it (its header lists which).
-//! A test there fails until the rows are in.
+//! finds, a `#[case::name(&CONSTANT)]` row in each table of
+//! `tests/tests/answers.rs` that it belongs to (its header says which). A
+//! test there fails until the rows are in.
 
 use std::process::Command;
 

@@ -1,42 +1,35 @@
 //! What every HTTP server must do with a request, good or bad: answer it
 //! with its exact bytes, and live on.
 //!
-//! Each check is one function, and above it a table of the servers it runs
-//! on, a `#[test_case]` row each: the test
-//! `one_byte_at_a_time::test_case_5_example05_cork` is the fifth row,
-//! `"example05_cork"`, of `fn one_byte_at_a_time`. A failure names the check
-//! and the server, and grep finds both. (`cargo test -p tests --test answers
-//! example05` runs every check on example 5; `one_byte_at_a_time`, one check
-//! on every server.)
+//! Each check is one function, with `#[rstest]` rows above it, one test a
+//! row: `#[apply(every_server_that_lives_on)]` gives it the rows of that
+//! table (rstest_reuse), and `#[case::example01_blocking(&EXAMPLE01)]` adds
+//! example 1 to the checks of one request. The test
+//! `one_byte_at_a_time::case_04_example05_cork` is the check
+//! `fn one_byte_at_a_time` on the row `#[case::example05_cork(..)]`: a
+//! failure names both, and grep finds both. (`cargo test -p tests --test
+//! answers example05` runs every check on example 5; `one_byte_at_a_time`,
+//! one check on every server.)
 //!
-//! Which servers run which checks:
-//! - every HTTP server (example 1 and `targets::SERVERS`): the checks of one
-//!   request, however it comes, from `exact_response` to `prints_each_request`;
-//! - every server that answers request after request (`targets::SERVERS`):
-//!   `garbage_then_a_request`, `oversized_request_is_refused`,
-//!   `hundred_concurrent_clients`;
-//! - example 1, which answers one client and exits:
-//!   `oversized_request_is_refused_and_exits`;
-//! - the servers whose lesson tests do not already show it:
-//!   `a_silent_client_does_not_stall_the_others`.
-//!
-//! **Adding a server**: its row in `tests/src/targets.rs`, then here a row
-//! `#[test_case(&NEW ; "new_name")]` under each check of the groups it
-//! belongs to, labelled after its constant (the label starts with the
-//! constant's name in lower case). `every_server_has_a_row_under_each_check`,
-//! at the bottom, fails until every server of `targets.rs` has its rows.
+//! **Adding a server** that answers request after request: its constant in
+//! `tests/src/targets.rs` and its row in `SERVERS` there; then here one row
+//! `#[case::name(&CONSTANT)]` in `every_server_that_lives_on` (and in
+//! `servers_without_a_silent_client_lesson` unless a lesson test shows
+//! it), labelled after its constant. The test
+//! `every_server_has_its_row_in_each_table` fails until the table has a
+//! row for every server of `SERVERS`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 
-use test_case::test_case;
-use tests::client::PATIENCE;
-use tests::client::send_then_read_answer;
+use rstest::rstest;
+use rstest_reuse::{apply, template};
+use tests::client::{PATIENCE, send_then_read_answer};
 use tests::targets::{
     EXAMPLE01, EXAMPLE02, EXAMPLE03, EXAMPLE04, EXAMPLE05, EXAMPLE06, EXAMPLE07, EXAMPLE08_POLL,
-    EXAMPLE08_SELECT, EXAMPLE10, SERVERS, Target, every_server,
+    EXAMPLE08_SELECT, EXAMPLE10, SERVERS, Target,
 };
 use tests::{Server, connect, request, wait_until};
 
@@ -56,6 +49,14 @@ fn assert_response(target: &Target, answer: &[u8]) {
     );
 }
 
+/// Reads `stream` to the server's close and asserts that what came is
+/// `target`'s response.
+fn assert_response_on(target: &Target, mut stream: TcpStream) {
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    assert_response(target, &response);
+}
+
 /// The first line of `target`'s request, without its end: `GET / HTTP/1.0`.
 fn request_line(target: &Target) -> &'static [u8] {
     let end = target
@@ -71,71 +72,75 @@ fn line_then(target: &Target, rest: &[u8]) -> Vec<u8> {
     [request_line(target), rest].concat()
 }
 
-/// The request, sent in one piece, gets the exact response.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn exact_response(target: &Target) {
+// ---------------------------------------------------------------------------
+// Which servers run which checks: a table a group, each row a server.
+// `#[apply(TABLE)]` above a check makes one test a row of it; a
+// `#[case::...]` row below the `apply` adds a server to that check alone
+// (example 1, which answers one client and exits, to the checks of one
+// request).
+
+/// Every server that answers request after request: `targets::SERVERS`,
+/// all but example 1.
+#[template]
+#[rstest]
+#[case::example02_loop(&EXAMPLE02)]
+#[case::example03_epoll_level(&EXAMPLE03)]
+#[case::example04_epoll_edge(&EXAMPLE04)]
+#[case::example05_cork(&EXAMPLE05)]
+#[case::example06_nodelay(&EXAMPLE06)]
+#[case::example07_threads(&EXAMPLE07)]
+#[case::example08_select(&EXAMPLE08_SELECT)]
+#[case::example08_poll(&EXAMPLE08_POLL)]
+#[case::example10_event_loop(&EXAMPLE10)]
+fn every_server_that_lives_on(#[case] target: &Target) {}
+
+/// The servers whose lesson tests do not already show that a silent client
+/// holds no one up (examples 3 to 6 have it in `lessons.rs`, example 7 in
+/// `threads.rs`).
+#[template]
+#[rstest]
+#[case::example08_select(&EXAMPLE08_SELECT)]
+#[case::example08_poll(&EXAMPLE08_POLL)]
+#[case::example10_event_loop(&EXAMPLE10)]
+fn servers_without_a_silent_client_lesson(#[case] target: &Target) {}
+
+// ---------------------------------------------------------------------------
+// The checks.
+
+/// Starts `target` quietly, sends it `bytes` on one connection, and
+/// asserts that it answers with its response.
+fn assert_answers_to(target: &Target, bytes: &[u8]) {
     let server = quiet(target);
-    assert_response(target, &request(server.addr(), target.request));
+    assert_response(target, &request(server.addr(), bytes));
+}
+
+/// The request, sent in one piece, gets the exact response.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn exact_response(#[case] target: &Target) {
+    assert_answers_to(target, target.request);
 }
 
 /// A request ended by `\n\n` (typed by hand, or a sloppy client) is
 /// answered.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn ends_with_lf_lf(target: &Target) {
-    // `\n\n`: the end of a request typed by hand, or sent by a sloppy client.
-    let server = quiet(target);
-    let answer = request(server.addr(), &line_then(target, b"\n\n"));
-    assert_response(target, &answer);
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn ends_with_lf_lf(#[case] target: &Target) {
+    assert_answers_to(target, &line_then(target, b"\n\n"));
 }
 
 /// A request line ended at once by `\r\n\r\n`, no headers, is answered.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn ends_with_crlf_crlf(target: &Target) {
-    let server = quiet(target);
-    let answer = request(server.addr(), &line_then(target, b"\r\n\r\n"));
-    assert_response(target, &answer);
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn ends_with_crlf_crlf(#[case] target: &Target) {
+    assert_answers_to(target, &line_then(target, b"\r\n\r\n"));
 }
 
 /// A request that arrives one byte per segment is put together and
 /// answered: the server never takes a piece for the whole.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn one_byte_at_a_time(target: &Target) {
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn one_byte_at_a_time(#[case] target: &Target) {
     let server = quiet(target);
     let mut stream = connect(server.addr());
     // TCP_NODELAY, so each one-byte write leaves as its own segment and the
@@ -144,45 +149,26 @@ fn one_byte_at_a_time(target: &Target) {
     for byte in target.request {
         stream.write_all(&[*byte]).unwrap();
     }
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    assert_response(target, &response);
+    assert_response_on(target, stream);
 }
 
 /// A 6 KiB request, more than one read of the tutorial's 1024 bytes, is
 /// answered once, whole.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn six_kib_request(target: &Target) {
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn six_kib_request(#[case] target: &Target) {
     // A request line, one long header, the end: 6 KiB in all.
     let mut bytes = line_then(target, b"\r\nX-Filler: ");
     bytes.resize(6 * 1024 - 4, b'x');
     bytes.extend_from_slice(b"\r\n\r\n");
-    let server = quiet(target);
-    assert_response(target, &request(server.addr(), &bytes));
+    assert_answers_to(target, &bytes);
 }
 
 /// A request whose FIN comes with it is still answered: the read of 0
 /// bytes after a complete request is not a client that left.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn complete_request_then_close(target: &Target) {
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn complete_request_then_close(#[case] target: &Target) {
     // The client sends its request and shuts its side at once: the FIN
     // arrives with the request, and a read after the request sees 0 bytes.
     // The request is complete, so it must still be answered.
@@ -190,24 +176,14 @@ fn complete_request_then_close(target: &Target) {
     let mut stream = connect(server.addr());
     stream.write_all(target.request).unwrap();
     stream.shutdown(Shutdown::Write).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    assert_response(target, &response);
+    assert_response_on(target, stream);
 }
 
 /// Bytes that are not UTF-8, ended like a request, get an answer and are
 /// printed with U+FFFD, where the Python original raised.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn binary_garbage_is_answered_and_printed_lossily(target: &Target) {
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn binary_garbage_is_answered_and_printed_lossily(#[case] target: &Target) {
     // Bytes that are not UTF-8 (the Python's `decode()` raises on them),
     // NULs included, ended like a request: answered, and printed with
     // U+FFFD in place of what is not text.
@@ -231,17 +207,9 @@ fn binary_garbage_is_answered_and_printed_lossily(target: &Target) {
 }
 
 /// The request line is printed on stdout.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn prints_each_request(target: &Target) {
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn prints_each_request(#[case] target: &Target) {
     let server = target.start(&[]);
     assert_response(target, &request(server.addr(), target.request));
     let line = String::from_utf8_lossy(request_line(target));
@@ -254,16 +222,8 @@ fn prints_each_request(target: &Target) {
 
 /// A client that sends garbage and leaves does not stop the next one
 /// being served.
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn garbage_then_a_request(target: &Target) {
+#[apply(every_server_that_lives_on)]
+fn garbage_then_a_request(#[case] target: &Target) {
     // A client sends bytes that never end a request and leaves; the next
     // client is served as if nothing happened.
     let server = quiet(target);
@@ -276,16 +236,8 @@ fn garbage_then_a_request(target: &Target) {
 
 /// A request past the 32 KiB cap is refused with 431, and the server
 /// serves the next client.
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn oversized_request_is_refused(target: &Target) {
+#[apply(every_server_that_lives_on)]
+fn oversized_request_is_refused(#[case] target: &Target) {
     let server = quiet(target);
     assert_refused_as_oversized(&server);
     assert_response(target, &request(server.addr(), target.request));
@@ -305,16 +257,8 @@ fn assert_refused_as_oversized(server: &Server) {
 }
 
 /// A hundred clients at once each get the exact response.
-#[test_case(&EXAMPLE02 ; "example02_loop")]
-#[test_case(&EXAMPLE03 ; "example03_epoll_level")]
-#[test_case(&EXAMPLE04 ; "example04_epoll_edge")]
-#[test_case(&EXAMPLE05 ; "example05_cork")]
-#[test_case(&EXAMPLE06 ; "example06_nodelay")]
-#[test_case(&EXAMPLE07 ; "example07_threads")]
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn hundred_concurrent_clients(target: &Target) {
+#[apply(every_server_that_lives_on)]
+fn hundred_concurrent_clients(#[case] target: &Target) {
     let server = quiet(target);
     let (addr, bytes) = (server.addr(), target.request);
     let clients: Vec<_> = (0..100)
@@ -327,8 +271,9 @@ fn hundred_concurrent_clients(target: &Target) {
 
 /// Example 1 refuses an oversized request like the others, then exits
 /// with 0, its one client served.
-#[test_case(&EXAMPLE01 ; "example01_blocking")]
-fn oversized_request_is_refused_and_exits(target: &Target) {
+#[rstest]
+#[case::example01_blocking(&EXAMPLE01)]
+fn oversized_request_is_refused_and_exits(#[case] target: &Target) {
     // Example 1 serves one client, whatever it sent, then exits with 0.
     let mut server = quiet(target);
     assert_refused_as_oversized(&server);
@@ -341,10 +286,8 @@ fn oversized_request_is_refused_and_exits(target: &Target) {
 /// A client that says nothing holds no one up: one thread, many clients.
 /// (Examples 3 to 6 have this in `lessons.rs`, the lesson of step 3;
 /// example 7, with its thread count, in `threads.rs`.)
-#[test_case(&EXAMPLE08_SELECT ; "example08_select")]
-#[test_case(&EXAMPLE08_POLL ; "example08_poll")]
-#[test_case(&EXAMPLE10 ; "example10_event_loop")]
-fn a_silent_client_does_not_stall_the_others(target: &Target) {
+#[apply(servers_without_a_silent_client_lesson)]
+fn a_silent_client_does_not_stall_the_others(#[case] target: &Target) {
     let server = quiet(target);
     let _silent = connect(server.addr());
     assert!(wait_until(PATIENCE, || server.connections() == 1));
@@ -352,36 +295,17 @@ fn a_silent_client_does_not_stall_the_others(target: &Target) {
 }
 
 // ---------------------------------------------------------------------------
-// The tables above cover every server.
+// The tables cover every server.
 
-/// The checks whose tables must list every HTTP server.
-const CHECKS_OF_ONE_REQUEST: &[&str] = &[
-    "exact_response",
-    "ends_with_lf_lf",
-    "ends_with_crlf_crlf",
-    "one_byte_at_a_time",
-    "six_kib_request",
-    "complete_request_then_close",
-    "binary_garbage_is_answered_and_printed_lossily",
-    "prints_each_request",
-];
-
-/// The checks whose tables must list every server that lives on.
-const CHECKS_OF_LIVING_ON: &[&str] = &[
-    "garbage_then_a_request",
-    "oversized_request_is_refused",
-    "hundred_concurrent_clients",
-];
-
-/// The `#[test_case(&CONSTANT ; "label")]` rows of each function of this
-/// file, by function name.
+/// The `#[case::label(&CONSTANT)]` rows of each function of this file
+/// (the tables, and the rows added to a check), by function name.
 fn tables() -> BTreeMap<&'static str, Vec<(&'static str, &'static str)>> {
     let mut tables = BTreeMap::new();
     let mut rows = Vec::new();
     for line in include_str!("answers.rs").lines() {
-        if let Some(row) = line.strip_prefix("#[test_case(&") {
-            let (constant, label) = row.split_once(" ; ").expect("`&CONSTANT ; \"label\"`");
-            rows.push((constant, label.trim_end_matches(")]").trim_matches('"')));
+        if let Some(row) = line.strip_prefix("#[case::") {
+            let (label, constant) = row.split_once("(&").expect("`#[case::label(&CONSTANT)]`");
+            rows.push((constant.trim_end_matches(")]"), label));
         } else if let Some(function) = line.strip_prefix("fn ") {
             let name = function.split('(').next().unwrap();
             tables.insert(name, std::mem::take(&mut rows));
@@ -391,34 +315,23 @@ fn tables() -> BTreeMap<&'static str, Vec<(&'static str, &'static str)>> {
 }
 
 /// A server added to `tests/src/targets.rs` is not silently left out here:
-/// each check's table has one row per server of its group, no server twice,
-/// each row labelled after its constant.
+/// the table of every server that lives on has a row for each of
+/// `SERVERS`, none twice, and every row of the file is labelled after its
+/// constant.
 #[test]
-fn every_server_has_a_row_under_each_check() {
+fn every_server_has_its_row_in_each_table() {
     let tables = tables();
-    let groups = [
-        (CHECKS_OF_ONE_REQUEST, every_server().count()),
-        (CHECKS_OF_LIVING_ON, SERVERS.len()),
-    ];
-    for (checks, servers) in groups {
-        for check in checks {
-            let rows = &tables[check];
-            assert_eq!(rows.len(), servers, "{check}: {rows:?}");
-            let constants: BTreeSet<_> = rows.iter().map(|row| row.0).collect();
-            let labels: BTreeSet<_> = rows.iter().map(|row| row.1).collect();
-            assert_eq!(
-                constants.len(),
-                servers,
-                "{check}: a server twice: {rows:?}"
-            );
-            assert_eq!(labels.len(), servers, "{check}: a label twice: {rows:?}");
-        }
-    }
-    for (check, rows) in &tables {
+    let rows = &tables["every_server_that_lives_on"];
+    let constants: BTreeSet<_> = rows.iter().map(|row| row.0).collect();
+    let labels: BTreeSet<_> = rows.iter().map(|row| row.1).collect();
+    assert_eq!(rows.len(), SERVERS.len(), "{rows:?}");
+    assert_eq!(constants.len(), SERVERS.len(), "a server twice: {rows:?}");
+    assert_eq!(labels.len(), SERVERS.len(), "a label twice: {rows:?}");
+    for (function, rows) in &tables {
         for (constant, label) in rows {
             assert!(
                 label.starts_with(&constant.to_lowercase()),
-                "{check}: row {label:?} is not named after {constant}"
+                "{function}: row {label:?} is not named after {constant}"
             );
         }
     }
