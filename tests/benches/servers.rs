@@ -146,11 +146,9 @@ fn load(addr: SocketAddr, requests: u64) -> (Duration, loadgen::Report) {
 fn latency(c: &mut Criterion) {
     let mut group = group(c, "latency", ONE_REQUEST);
     for contender in contenders() {
-        let name = contender.name;
         let server = start(&contender);
-        let addr = server.addr();
-        group.bench_function(name, |b| {
-            b.iter(|| assert_eq!(std::hint::black_box(request(addr, GET)), RESPONSE));
+        group.bench_function(contender.name, |b| {
+            b.iter(|| assert_eq!(std::hint::black_box(request(server.addr(), GET)), RESPONSE));
         });
     }
     group.finish();
@@ -159,13 +157,11 @@ fn latency(c: &mut Criterion) {
 fn throughput(c: &mut Criterion) {
     let mut group = group(c, "throughput_c100", UNDER_LOAD);
     for contender in contenders() {
-        let name = contender.name;
         let server = start(&contender);
-        let addr = server.addr();
-        group.bench_function(name, |b| {
+        group.bench_function(contender.name, |b| {
             b.iter_custom(|requests| {
-                let (took, report) = load(addr, requests);
-                assert_eq!(report.failed, 0, "{name}: {:?}", report.errors);
+                let (took, report) = load(server.addr(), requests);
+                assert_eq!(report.failed, 0, "{}: {:?}", contender.name, report.errors);
                 took
             });
         });

@@ -270,9 +270,9 @@ struct Series {
 /// A horizontal grouped bar chart: one band per category, one bar per
 /// series in it.
 struct Chart {
-    title: String,
+    title: &'static str,
     /// What the horizontal axis measures, with its unit.
-    axis: String,
+    axis: &'static str,
     /// The unit after each bar's value.
     unit: &'static str,
     categories: Vec<String>,
@@ -280,6 +280,20 @@ struct Chart {
     /// A line under the chart: what the bars and whiskers stand for.
     note: String,
 }
+
+impl Series {
+    /// A series of `figure` for each of `rows`.
+    fn of(name: &str, colour: RGBColor, rows: &[&Row], figure: fn(&Row) -> Spread) -> Series {
+        Series {
+            name: name.to_owned(),
+            colour,
+            values: rows.iter().map(|r| Some(figure(r))).collect(),
+        }
+    }
+}
+
+/// What the latency charts measure.
+const LATENCY_AXIS: &str = "milliseconds from connect to the server's close";
 
 // Colours from the palette of the book's diagrams.
 const BLUE_BAR: RGBColor = RGBColor(0x48, 0x78, 0xa8);
@@ -370,7 +384,7 @@ fn bar_chart(chart: &Chart) -> anyhow::Result<String> {
             let axis = format!("{} (logarithmic scale)", chart.axis);
             draw_bars(&plot, chart, &axis, (from..to).log_scale(), from)?;
         } else {
-            draw_bars(&plot, chart, &chart.axis, 0.0..top * 1.2, 0.0)?;
+            draw_bars(&plot, chart, chart.axis, 0.0..top * 1.2, 0.0)?;
         }
         root.present()?;
     }
@@ -400,7 +414,7 @@ where
     let y = (0..bands * 100).with_key_points(centres);
     let mut context = ChartBuilder::on(area)
         .caption(
-            &chart.title,
+            chart.title,
             (FONT, TITLE).into_font().style(FontStyle::Bold),
         )
         .margin(12)
@@ -509,15 +523,13 @@ fn charts(rows: &[Row]) -> anyhow::Result<Vec<(&'static str, String)>> {
         (
             "requests.svg",
             bar_chart(&Chart {
-                title: "Requests per second, 100 clients at once (higher is better)".to_owned(),
-                axis: "requests per second".to_owned(),
+                title: "Requests per second, 100 clients at once (higher is better)",
+                axis: "requests per second",
                 unit: "req/s",
                 categories: names.clone(),
-                series: vec![Series {
-                    name: "no idle connections held".to_owned(),
-                    colour: BLUE_BAR,
-                    values: servers.iter().map(|r| Some(r.rps)).collect(),
-                }],
+                series: vec![Series::of("no idle connections", BLUE_BAR, &servers, |r| {
+                    r.rps
+                })],
                 // One series, no legend: the note says what it is.
                 note: format!("No idle connections held. {}", note(&servers)),
             })?,
@@ -525,21 +537,13 @@ fn charts(rows: &[Row]) -> anyhow::Result<Vec<(&'static str, String)>> {
         (
             "latency.svg",
             bar_chart(&Chart {
-                title: "Latency, 100 clients at once (lower is better)".to_owned(),
-                axis: "milliseconds from connect to the server's close".to_owned(),
+                title: "Latency, 100 clients at once (lower is better)",
+                axis: LATENCY_AXIS,
                 unit: "ms",
                 categories: names.clone(),
                 series: vec![
-                    Series {
-                        name: "p50".to_owned(),
-                        colour: BLUE_BAR,
-                        values: servers.iter().map(|r| Some(r.p50_ms)).collect(),
-                    },
-                    Series {
-                        name: "p99".to_owned(),
-                        colour: ORANGE_BAR,
-                        values: servers.iter().map(|r| Some(r.p99_ms)).collect(),
-                    },
+                    Series::of("p50", BLUE_BAR, &servers, |r| r.p50_ms),
+                    Series::of("p99", ORANGE_BAR, &servers, |r| r.p99_ms),
                 ],
                 note: note(&servers),
             })?,
@@ -547,8 +551,8 @@ fn charts(rows: &[Row]) -> anyhow::Result<Vec<(&'static str, String)>> {
         (
             "server-cpu.svg",
             bar_chart(&Chart {
-                title: "Server CPU time per request (lower is better)".to_owned(),
-                axis: "microseconds of CPU per request".to_owned(),
+                title: "Server CPU time per request (lower is better)",
+                axis: "microseconds of CPU per request",
                 unit: "µs",
                 categories: names.clone(),
                 series: vec![
@@ -575,22 +579,13 @@ fn charts(rows: &[Row]) -> anyhow::Result<Vec<(&'static str, String)>> {
         out.push((
             "backlog.svg",
             bar_chart(&Chart {
-                title: "Listen backlog of example04_epoll_edge: latency, 100 clients at once"
-                    .to_owned(),
-                axis: "milliseconds from connect to the server's close".to_owned(),
+                title: "Listen backlog of example04_epoll_edge: latency, 100 clients at once",
+                axis: LATENCY_AXIS,
                 unit: "ms",
                 categories: backlog.iter().map(|r| r.label.clone()).collect(),
                 series: vec![
-                    Series {
-                        name: "p99".to_owned(),
-                        colour: ORANGE_BAR,
-                        values: backlog.iter().map(|r| Some(r.p99_ms)).collect(),
-                    },
-                    Series {
-                        name: "max".to_owned(),
-                        colour: RED_BAR,
-                        values: backlog.iter().map(|r| Some(r.max_ms)).collect(),
-                    },
+                    Series::of("p99", ORANGE_BAR, &backlog, |r| r.p99_ms),
+                    Series::of("max", RED_BAR, &backlog, |r| r.max_ms),
                 ],
                 note: note(&backlog),
             })?,
