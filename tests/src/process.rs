@@ -1,8 +1,8 @@
 //! What /proc says about a running server, read with the `procfs` crate
 //! (its parsers know the corners: a command name with spaces and
-//! parentheses in /proc/PID/stat, units in /proc/PID/status). Only the
-//! epoll lines of /proc/PID/fdinfo, which procfs does not parse, are read
-//! by hand.
+//! parentheses in /proc/PID/stat, units in /proc/PID/status). Read by
+//! hand: the epoll lines of /proc/PID/fdinfo, which procfs does not parse,
+//! and each thread's wchan, a bare function name.
 
 use std::fs;
 use std::time::Duration;
