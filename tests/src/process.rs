@@ -16,11 +16,15 @@ fn process(pid: u32) -> Process {
 
 /// How many file descriptors process `pid` has open.
 pub fn fd_count(pid: u32) -> usize {
-    // The entries of /proc/PID/fd, not procfs's `fd_count`: that one reads
-    // the directory's size, which since Linux 6.2 is the number of fd slots
-    // taken, and a blocking accept(2) takes its slot before a client comes.
-    // A server waiting in accept would count one fd more than it holds.
-    fds(pid).len()
+    // The entries of /proc/PID/fd, counted without reading where each
+    // leads (tests poll this with 10,000 fds open). Not procfs's
+    // `fd_count`: that one reads the directory's size, which since Linux
+    // 6.2 is the number of fd slots taken, and a blocking accept(2) takes
+    // its slot before a client comes: a server waiting in accept would
+    // count one fd more than it holds.
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or_else(|err| panic!("cannot list /proc/{pid}/fd: {err}"))
 }
 
 /// What each open fd of process `pid` is (`3 -> Socket(1234)`), for
@@ -183,16 +187,19 @@ pub fn connection_fds(pid: u32) -> Vec<i32> {
     }
     // The tables list every TCP socket of this network namespace, the
     // whole machine's: TIME_WAIT ones too (inode 0), tens of thousands
-    // after a load test.
+    // after a load test. They are read in pieces, and no snapshot: while
+    // other sockets come and go, a line may come twice (or not at all), so
+    // each fd counts once.
     let table = |read: fn() -> procfs::ProcResult<Vec<procfs::net::TcpNetEntry>>| {
         read().unwrap_or_default()
     };
-    [table(procfs::net::tcp), table(procfs::net::tcp6)]
+    let held: std::collections::BTreeSet<i32> = [table(procfs::net::tcp), table(procfs::net::tcp6)]
         .into_iter()
         .flatten()
         .filter(|entry| entry.state != procfs::net::TcpState::Listen)
         .filter_map(|entry| sockets.get(&entry.inode).copied())
-        .collect()
+        .collect();
+    held.into_iter().collect()
 }
 
 #[cfg(test)]
