@@ -674,46 +674,31 @@ fn finish(
 /// CPU time (user + system) of this process, all threads, from
 /// getrusage(2): microsecond resolution.
 pub fn own_cpu() -> Duration {
-    // SAFETY: rusage is plain integers; getrusage fills it in.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage(RUSAGE_SELF)");
+    let time = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
     };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
+    time(usage.user_time()) + time(usage.system_time())
 }
 
 /// CPU time (user + system) of process `pid` so far, all its threads,
-/// living or ended, from fields 14 and 15 of /proc/PID/stat. The kernel
+/// living or ended, from /proc/PID/stat (utime and stime). The kernel
 /// counts it in clock ticks (usually 10 ms), so a run should use at least
 /// a few seconds of server CPU for a precise figure.
 pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let stat = procfs::process::Process::new(pid as i32)
+        .and_then(|process| process.stat())
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-    parse_stat_cpu(&stat, clock_ticks_per_second())
-        .with_context(|| format!("unexpected /proc/{pid}/stat: {stat}"))
-}
-
-fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).unwrap_or(100).max(1)
-}
-
-/// utime + stime from the text of /proc/PID/stat.
-fn parse_stat_cpu(stat: &str, ticks_per_second: u64) -> Option<Duration> {
-    // The command name (field 2) is in parentheses and may hold spaces or
-    // parentheses; the fields after the last `)` are plain numbers.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_micros(
-        (utime + stime) * 1_000_000 / ticks_per_second,
+    Ok(ticks_to_duration(
+        stat.utime + stat.stime,
+        procfs::ticks_per_second(),
     ))
+}
+
+/// `ticks` clock ticks, at `per_second` ticks a second.
+fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
+    Duration::from_micros(ticks * 1_000_000 / per_second.max(1))
 }
 
 #[cfg(test)]
@@ -784,13 +769,25 @@ mod tests {
         assert_eq!(of(io::ErrorKind::AddrNotAvailable), ErrorKind::Other);
     }
 
+    /// Clock ticks become time at the kernel's rate; our own CPU time, as
+    /// /proc counts it, grows with work and stays close to getrusage's.
     #[test]
     fn reads_cpu_time_from_stat() {
-        // A command name with a space and a parenthesis, utime 150, stime 50.
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 1 0";
-        assert_eq!(parse_stat_cpu(stat, 100), Some(Duration::from_secs(2)));
-        assert_eq!(parse_stat_cpu("garbage", 100), None);
-        assert!(process_cpu(std::process::id()).is_ok());
+        assert_eq!(ticks_to_duration(200, 100), Duration::from_secs(2));
+        assert_eq!(ticks_to_duration(3, 1000), Duration::from_millis(3));
+        let before = process_cpu(std::process::id()).unwrap();
+        // 300 ms of CPU: 30 ticks at 100 a second.
+        let start = own_cpu();
+        let mut spin = 0u64;
+        while own_cpu() - start < Duration::from_millis(300) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let after = process_cpu(std::process::id()).unwrap();
+        let (used, rusage) = (after - before, own_cpu() - start);
+        assert!(
+            used >= Duration::from_millis(200) && used <= rusage + Duration::from_millis(100),
+            "/proc counted {used:?} where getrusage counted {rusage:?}"
+        );
     }
 
     #[test]

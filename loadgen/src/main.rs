@@ -165,23 +165,18 @@ fn print_text(r: &Report) {
 /// Raises the soft limit on open files towards `wanted` (never above the
 /// hard limit), and says so when it cannot reach it.
 fn raise_nofile(wanted: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
     };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= wanted {
-            return;
-        }
-        if limit.rlim_max < wanted {
-            eprintln!(
-                "loadgen: needs {wanted} open files but the hard limit is {}; \
-                 raise it (as root: `ulimit -Hn {wanted}`) or hold fewer --idle",
-                limit.rlim_max
-            );
-        }
-        limit.rlim_cur = wanted.min(limit.rlim_max);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    if soft >= wanted {
+        return;
     }
+    if hard < wanted {
+        eprintln!(
+            "loadgen: needs {wanted} open files but the hard limit is {hard}; \
+             raise it (as root: `ulimit -Hn {wanted}`) or hold fewer --idle"
+        );
+    }
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, wanted.min(hard), hard);
 }

@@ -22,7 +22,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use loadgen::{Amount, Config, Expect, Target};
 use tests::{GET, RESPONSE, Server, request};
 
@@ -83,6 +86,40 @@ fn contenders() -> Vec<Contender> {
     all
 }
 
+/// How a group samples: every group's settings are here.
+struct Sampling {
+    samples: usize,
+    warm_up: Duration,
+    measurement: Duration,
+}
+
+/// One request per iteration: criterion's 100 samples fit in 2 s.
+const ONE_REQUEST: Sampling = Sampling {
+    samples: 100,
+    warm_up: Duration::from_millis(500),
+    measurement: Duration::from_secs(2),
+};
+
+/// A whole loadgen run per iteration: 10 samples (criterion's least) of
+/// 3 s keep a group of eight servers within minutes.
+const UNDER_LOAD: Sampling = Sampling {
+    samples: 10,
+    warm_up: Duration::from_secs(1),
+    measurement: Duration::from_secs(3),
+};
+
+/// A benchmark group sampled as `sampling` says, each iteration counted as
+/// one request (so criterion reports requests per second).
+fn group<'a>(c: &'a mut Criterion, name: &str, sampling: Sampling) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(sampling.samples)
+        .warm_up_time(sampling.warm_up)
+        .measurement_time(sampling.measurement)
+        .throughput(Throughput::Elements(1));
+    group
+}
+
 fn start(contender: &Contender) -> Server {
     Server::start(contender.binary, contender.args)
 }
@@ -107,35 +144,24 @@ fn load(addr: SocketAddr, requests: u64) -> (Duration, loadgen::Report) {
 }
 
 fn latency(c: &mut Criterion) {
-    let mut group = c.benchmark_group("latency");
-    group.measurement_time(Duration::from_secs(2));
-    group.warm_up_time(Duration::from_millis(500));
-    group.throughput(Throughput::Elements(1));
+    let mut group = group(c, "latency", ONE_REQUEST);
     for contender in contenders() {
-        let name = contender.name;
         let server = start(&contender);
-        let addr = server.addr();
-        group.bench_function(name, |b| {
-            b.iter(|| assert_eq!(std::hint::black_box(request(addr, GET)), RESPONSE));
+        group.bench_function(contender.name, |b| {
+            b.iter(|| assert_eq!(std::hint::black_box(request(server.addr(), GET)), RESPONSE));
         });
     }
     group.finish();
 }
 
 fn throughput(c: &mut Criterion) {
-    let mut group = c.benchmark_group("throughput_c100");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(3));
-    group.warm_up_time(Duration::from_secs(1));
-    group.throughput(Throughput::Elements(1));
+    let mut group = group(c, "throughput_c100", UNDER_LOAD);
     for contender in contenders() {
-        let name = contender.name;
         let server = start(&contender);
-        let addr = server.addr();
-        group.bench_function(name, |b| {
+        group.bench_function(contender.name, |b| {
             b.iter_custom(|requests| {
-                let (took, report) = load(addr, requests);
-                assert_eq!(report.failed, 0, "{name}: {:?}", report.errors);
+                let (took, report) = load(server.addr(), requests);
+                assert_eq!(report.failed, 0, "{}: {:?}", contender.name, report.errors);
                 took
             });
         });
@@ -151,19 +177,10 @@ fn idle_scaling(c: &mut Criterion) {
         Ok(limit) => limit,
         Err(why) => {
             eprintln!("idle_scaling: {why}; running only the idle counts that fit");
-            // SAFETY: getrlimit fills the struct we pass.
-            unsafe {
-                let mut l: libc::rlimit = std::mem::zeroed();
-                libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-                l.rlim_cur
-            }
+            tests::limits::nofile()
         }
     };
-    let mut group = c.benchmark_group("idle_scaling");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(3));
-    group.warm_up_time(Duration::from_secs(1));
-    group.throughput(Throughput::Elements(1));
+    let mut group = group(c, "idle_scaling", UNDER_LOAD);
     for contender in contenders() {
         let name = contender.name;
         let server = start(&contender);

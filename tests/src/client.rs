@@ -41,6 +41,36 @@ pub fn request(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     exchange(&mut connect(addr), bytes).unwrap_or_else(|err| panic!("request to {addr}: {err}"))
 }
 
+/// Sends `bytes` on `stream` and reads the answer up to the server's
+/// close, as a client refused partway through its request sees it: the
+/// server stops reading, answers, and closes.
+///
+/// The write may then fail: EPIPE after the server's close, or ECONNRESET
+/// once its close has reset the connection (close(2) with bytes still
+/// unread sends RST, not FIN). That ends the sending, not the reading: the
+/// answer went out before the RST, in order, and what has reached our
+/// receive queue stays readable after a reset: a read returns it, and only
+/// the read after it fails with ECONNRESET. Panics on any other error.
+pub fn send_then_read_answer(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    if let Err(err) = stream.write_all(bytes) {
+        assert!(
+            matches!(err.kind(), BrokenPipe | ConnectionReset),
+            "sending: {err}"
+        );
+    }
+    let mut answer = Vec::new();
+    // read_to_end keeps what it read before an error.
+    if let Err(err) = stream.read_to_end(&mut answer) {
+        assert!(
+            err.kind() == ConnectionReset,
+            "reading: {err}; got {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    answer
+}
+
 /// Closes `stream` with a reset (RST) instead of the orderly FIN: with
 /// SO_LINGER set to zero, close(2) discards unsent data and aborts.
 pub fn reset(stream: TcpStream) {

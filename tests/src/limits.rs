@@ -4,53 +4,42 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use procfs::{Current, LoadAverage, Meminfo};
+
 /// Raises this process's soft limit on open files to at least `wanted`, up
 /// to the hard limit. Returns the new soft limit, or an explanation when the
 /// hard limit is too low (raising it needs root or a higher `ulimit -Hn`).
 pub fn raise_nofile(wanted: u64) -> Result<u64, String> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
-        }
-        if limit.rlim_cur >= wanted {
-            return Ok(limit.rlim_cur);
-        }
-        if limit.rlim_max < wanted {
-            return Err(format!(
-                "needs {wanted} open files but the hard limit is {} (raise it with `ulimit -Hn {wanted}` as root)",
-                limit.rlim_max
-            ));
-        }
-        limit.rlim_cur = wanted;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-            return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
-        }
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|err| format!("getrlimit: {err}"))?;
+    if soft >= wanted {
+        return Ok(soft);
     }
+    if hard < wanted {
+        return Err(format!(
+            "needs {wanted} open files but the hard limit is {hard} (raise it with `ulimit -Hn {wanted}` as root)"
+        ));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).map_err(|err| format!("setrlimit: {err}"))?;
     Ok(wanted)
+}
+
+/// This process's soft limit on open files.
+pub fn nofile() -> u64 {
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .expect("getrlimit(RLIMIT_NOFILE)")
+        .0
 }
 
 /// Makes `command` start its process with at most `max` open files
 /// (soft and hard limit), as `ulimit -n max` would.
 pub fn limit_nofile(command: &mut Command, max: u64) {
     // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed; setrlimit is one, and the
-    // closure allocates nothing.
+    // only async-signal-safe calls are allowed; setrlimit(2) is one, nix's
+    // wrapper only calls it, and the closure allocates nothing.
     unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: max,
-                rlim_max: max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        command.pre_exec(move || Ok(setrlimit(Resource::RLIMIT_NOFILE, max, max)?));
     }
 }
 
@@ -60,64 +49,51 @@ pub fn limit_nofile(command: &mut Command, max: u64) {
 /// stack and its guard page are two), and the memory its stacks will touch.
 /// An explanation of the first limit short of it when not.
 pub fn room_for_threads(wanted: u64) -> Result<(), String> {
-    let read = |path: &str| -> Result<u64, String> {
-        let text = std::fs::read_to_string(path).map_err(|err| format!("{path}: {err}"))?;
-        text.split_whitespace()
-            .next()
-            .and_then(|word| word.parse().ok())
-            .ok_or_else(|| format!("{path}: no number in {text:?}"))
-    };
     // /proc/loadavg's fourth field is `running/total` scheduling entities:
     // every thread on the machine, the best cheap count of what is in use.
-    let loadavg = std::fs::read_to_string("/proc/loadavg").map_err(|err| err.to_string())?;
-    let threads_now: u64 = loadavg
-        .split_whitespace()
-        .nth(3)
-        .and_then(|field| field.split('/').nth(1)?.parse().ok())
-        .ok_or("cannot read the thread count in /proc/loadavg")?;
-    let threads_max = read("/proc/sys/kernel/threads-max")?;
+    let threads_now = u64::from(
+        LoadAverage::current()
+            .map_err(|err| format!("/proc/loadavg: {err}"))?
+            .max,
+    );
+    let threads_max = u64::from(
+        procfs::sys::kernel::threads_max()
+            .map_err(|err| format!("/proc/sys/kernel/threads-max: {err}"))?,
+    );
     if threads_now + wanted > threads_max {
         return Err(format!(
             "kernel.threads-max is {threads_max} and {threads_now} threads run already"
         ));
     }
-    let mut nproc = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut nproc) } != 0 {
-        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
-    }
-    if nproc.rlim_cur != libc::RLIM_INFINITY {
+    let (nproc, _) =
+        getrlimit(Resource::RLIMIT_NPROC).map_err(|err| format!("getrlimit: {err}"))?;
+    if nproc != libc::RLIM_INFINITY {
         // RLIMIT_NPROC counts the threads of our user (real uid) only: on a
         // shared machine the others' threads may exceed it.
         let ours = user_threads();
-        if ours + wanted > nproc.rlim_cur {
+        if ours + wanted > nproc {
             return Err(format!(
-                "RLIMIT_NPROC (ulimit -u) is {} and this user runs {ours} threads already",
-                nproc.rlim_cur
+                "RLIMIT_NPROC (ulimit -u) is {nproc} and this user runs {ours} threads already"
             ));
         }
     }
-    let max_map_count = read("/proc/sys/vm/max_map_count")?;
+    let max_map_count = procfs::sys::vm::max_map_count()
+        .map_err(|err| format!("/proc/sys/vm/max_map_count: {err}"))?;
     if 2 * wanted + 1_000 > max_map_count {
         return Err(format!(
             "vm.max_map_count is {max_map_count}: too few for {wanted} stacks and guard pages"
         ));
     }
-    // MemAvailable, in KiB. Each idle thread touches about 10 KiB (measured
-    // by tests/tests/threads.rs); ask for ten times that.
-    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(|err| err.to_string())?;
-    let available_kib: u64 = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemAvailable:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+    // Each idle thread touches about 10 KiB (measured by
+    // tests/tests/threads.rs); ask for ten times that.
+    let available = Meminfo::current()
+        .map_err(|err| format!("/proc/meminfo: {err}"))?
+        .mem_available
         .ok_or("no MemAvailable in /proc/meminfo")?;
-    if available_kib < wanted * 100 {
+    if available < wanted * 100 * 1024 {
         return Err(format!(
             "only {} MiB of memory available",
-            available_kib / 1024
+            available / (1024 * 1024)
         ));
     }
     Ok(())
@@ -127,33 +103,24 @@ pub fn room_for_threads(wanted: u64) -> Result<(), String> {
 /// and `Threads` lines of each /proc/PID/status (a process that ends
 /// during the count is skipped).
 fn user_threads() -> u64 {
-    // SAFETY: getuid cannot fail and touches no memory of ours.
-    let uid = unsafe { libc::getuid() }.to_string();
-    let Ok(processes) = std::fs::read_dir("/proc") else {
+    let uid = nix::unistd::getuid().as_raw();
+    let Ok(processes) = procfs::process::all_processes() else {
         return 0;
     };
-    let mut threads = 0;
-    for process in processes.flatten() {
-        let Ok(status) = std::fs::read_to_string(process.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|value| value.split_whitespace().next())
-        };
-        if field("Uid:") == Some(uid.as_str()) {
-            threads += field("Threads:").and_then(|n| n.parse().ok()).unwrap_or(0);
-        }
-    }
-    threads
+    processes
+        .flatten()
+        .filter_map(|process| process.status().ok())
+        .filter(|status| status.ruid == uid)
+        .map(|status| status.threads)
+        .sum()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A request far past kernel.threads-max is refused, naming that
+    /// limit; one more thread fits.
     #[test]
     fn no_machine_has_room_for_a_trillion_threads() {
         let why = room_for_threads(1 << 40).unwrap_err();
@@ -161,15 +128,11 @@ mod tests {
         assert_eq!(room_for_threads(1), Ok(()));
     }
 
+    /// Our user's thread count includes at least this process's threads.
     #[test]
     fn our_threads_are_counted() {
-        // This test runs in one thread of this process, at least.
-        let ours = std::fs::read_to_string("/proc/self/status").unwrap();
-        let here: u64 = ours
-            .lines()
-            .find_map(|line| line.strip_prefix("Threads:"))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap();
+        let here = crate::process::threads(std::process::id());
+        assert!(here >= 1);
         assert!(user_threads() >= here, "{} < {here}", user_threads());
     }
 }

@@ -1,79 +1,90 @@
-//! What /proc says about a running server.
+//! What /proc says about a running server, read with the `procfs` crate
+//! (its parsers know the corners: a command name with spaces and
+//! parentheses in /proc/PID/stat, units in /proc/PID/status). Read by
+//! hand: the epoll lines of /proc/PID/fdinfo, which procfs does not parse,
+//! and each thread's wchan, a bare function name.
 
 use std::fs;
 use std::time::Duration;
 
+use procfs::process::{FDTarget, Process, Status};
+
+/// Process `pid`'s directory in /proc. Panics if it has gone.
+fn process(pid: u32) -> Process {
+    Process::new(pid as i32).unwrap_or_else(|err| panic!("no /proc/{pid}: {err}"))
+}
+
 /// How many file descriptors process `pid` has open.
 pub fn fd_count(pid: u32) -> usize {
+    // The entries of /proc/PID/fd, counted without reading where each
+    // leads (tests poll this with 10,000 fds open). Not procfs's
+    // `fd_count`: that one reads the directory's size, which since Linux
+    // 6.2 is the number of fd slots taken, and a blocking accept(2) takes
+    // its slot before a client comes: a server waiting in accept would
+    // count one fd more than it holds.
     fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|dir| dir.count())
         .unwrap_or_else(|err| panic!("cannot list /proc/{pid}/fd: {err}"))
 }
 
-/// What each open fd of process `pid` is (`3 -> socket:[1234]`), for
+/// What each open fd of process `pid` is (`3 -> Socket(1234)`), for
 /// failure messages.
 pub fn fd_targets(pid: u32) -> Vec<String> {
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+    let Ok(fds) = Process::new(pid as i32).and_then(|process| process.fd()) else {
         return Vec::new();
     };
-    dir.flatten()
-        .map(|entry| {
-            let target = fs::read_link(entry.path()).unwrap_or_default();
-            format!(
-                "{} -> {}",
-                entry.file_name().to_string_lossy(),
-                target.display()
-            )
-        })
+    fds.flatten()
+        .map(|info| format!("{} -> {:?}", info.fd, info.target))
         .collect()
 }
 
-/// A field of /proc/PID/status in its first unit (`Threads`, `VmRSS` in
-/// KiB, ...).
-pub fn status_field(pid: u32, field: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|err| panic!("cannot read /proc/{pid}/status: {err}"));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+/// The fds of process `pid` and what each is, from /proc/PID/fd (an fd
+/// closed while the directory is read is skipped).
+fn fds(pid: u32) -> Vec<(i32, FDTarget)> {
+    process(pid)
+        .fd()
+        .unwrap_or_else(|err| panic!("cannot list /proc/{pid}/fd: {err}"))
+        .flatten()
+        .map(|info| (info.fd, info.target))
+        .collect()
+}
+
+/// /proc/PID/status: `threads`, and memory in KiB (`vmrss`, `vmhwm` the
+/// peak resident memory, `vmsize`).
+pub fn status(pid: u32) -> Status {
+    process(pid)
+        .status()
+        .unwrap_or_else(|err| panic!("cannot read /proc/{pid}/status: {err}"))
 }
 
 /// How many threads process `pid` runs.
 pub fn threads(pid: u32) -> u64 {
-    status_field(pid, "Threads")
+    status(pid).threads
 }
 
-/// Resident memory of process `pid`, in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
-    status_field(pid, "VmRSS")
-}
-
-/// The fields of /proc/PID/stat after the command name, from field 3 (the
-/// state) on. The name (field 2) may hold spaces and parentheses; the
-/// fields after its last closing parenthesis are plain.
-fn stat_fields(pid: u32) -> Vec<String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|err| panic!("cannot read /proc/{pid}/stat: {err}"));
-    let after_name = &stat[stat.rfind(')').expect("a stat line") + 1..];
-    after_name.split_whitespace().map(str::to_owned).collect()
+/// The peak resident memory the kernel has seen for process `pid` so far
+/// (VmHWM, the "high water mark"), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status(pid).vmhwm.expect("VmHWM in /proc/PID/status")
 }
 
 /// The state letter of process `pid` (`R` running, `S` sleeping, `T`
 /// stopped, `Z` zombie, ...).
 pub fn state(pid: u32) -> char {
-    stat_fields(pid)[0].chars().next().unwrap()
+    stat(pid).state
 }
 
-/// CPU time (user + system) process `pid` has used so far.
+fn stat(pid: u32) -> procfs::process::Stat {
+    process(pid)
+        .stat()
+        .unwrap_or_else(|err| panic!("cannot read /proc/{pid}/stat: {err}"))
+}
+
+/// CPU time (user + system) process `pid` has used so far, counted by the
+/// kernel in clock ticks (sysconf(_SC_CLK_TCK), usually 100 a second).
 pub fn cpu_time(pid: u32) -> Duration {
-    // utime and stime are fields 14 and 15.
-    let fields = stat_fields(pid);
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
+    let stat = stat(pid);
+    Duration::from_millis((stat.utime + stat.stime) * 1000 / procfs::ticks_per_second())
 }
 
 /// Where each thread of process `pid` sleeps in the kernel
@@ -95,18 +106,13 @@ pub fn wchans(pid: u32) -> Vec<String> {
 /// fields of /proc/PID/task/TID/schedstat, in ns, summed over its threads.
 pub fn run_and_wait(pid: u32) -> (Duration, Duration) {
     let (mut run, mut wait) = (0, 0);
-    let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+    let tasks = process(pid)
+        .tasks()
         .unwrap_or_else(|err| panic!("cannot list /proc/{pid}/task: {err}"));
-    for task in tasks.flatten() {
-        // A thread that has just exited has no schedstat any more.
-        let Ok(stat) = fs::read_to_string(task.path().join("schedstat")) else {
-            continue;
-        };
-        let mut fields = stat.split_whitespace().map(|field| field.parse::<u64>());
-        if let (Some(Ok(on_cpu)), Some(Ok(waiting))) = (fields.next(), fields.next()) {
-            run += on_cpu;
-            wait += waiting;
-        }
+    // A thread that has just exited has no schedstat any more: skipped.
+    for schedstat in tasks.flatten().filter_map(|task| task.schedstat().ok()) {
+        run += schedstat.sum_exec_runtime;
+        wait += schedstat.run_delay;
     }
     (Duration::from_nanos(run), Duration::from_nanos(wait))
 }
@@ -141,15 +147,12 @@ pub fn assert_not_spinning(pid: u32, who: &str) {
 /// the kernel always adds; EPOLLET is bit 31.
 pub fn epoll_interest(pid: u32) -> Vec<(i32, u32)> {
     let mut interest = Vec::new();
-    for entry in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-        let Ok(target) = fs::read_link(entry.path()) else {
-            continue;
-        };
-        if target.to_string_lossy() != "anon_inode:[eventpoll]" {
+    for (fd, target) in fds(pid) {
+        if !matches!(&target, FDTarget::AnonInode(kind) if kind == "[eventpoll]") {
             continue;
         }
-        let info_path = format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy());
-        let Ok(info) = fs::read_to_string(info_path) else {
+        // The fd may have been closed since the listing: skipped.
+        let Ok(info) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
             continue;
         };
         // Lines look like `tfd:        6 events: 80000019 data: ...`.
@@ -172,46 +175,39 @@ pub fn tcp_connections(pid: u32) -> usize {
 /// The fds of process `pid` that are TCP connections (sockets in any state
 /// but LISTEN), from their socket inodes and /proc/net/tcp{,6}.
 pub fn connection_fds(pid: u32) -> Vec<i32> {
-    // `3 -> socket:[1234]`: the fd and its socket's inode.
-    let sockets: std::collections::HashMap<String, i32> = fd_targets(pid)
-        .iter()
-        .filter_map(|fd| {
-            let (number, target) = fd.split_once(" -> ")?;
-            let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
-            Some((inode.to_owned(), number.parse().ok()?))
+    let sockets: std::collections::HashMap<u64, i32> = fds(pid)
+        .into_iter()
+        .filter_map(|(fd, target)| match target {
+            FDTarget::Socket(inode) => Some((inode, fd)),
+            _ => None,
         })
         .collect();
-    let mut held = Vec::new();
     if sockets.is_empty() {
-        return held;
+        return Vec::new();
     }
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else {
-            continue;
-        };
-        // `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`;
-        // state 0A is LISTEN.
-        // The table lists TIME_WAIT sockets too (inode 0), tens of thousands
-        // after a load test: look at two fields a line, allocate nothing.
-        for line in text.lines().skip(1) {
-            let mut fields = line.split_whitespace();
-            let state = fields.nth(3);
-            let inode = fields.nth(5);
-            if let (Some(state), Some(inode)) = (state, inode)
-                && state != "0A"
-                && let Some(fd) = sockets.get(inode)
-            {
-                held.push(*fd);
-            }
-        }
-    }
-    held
+    // The tables list every TCP socket of this network namespace, the
+    // whole machine's: TIME_WAIT ones too (inode 0), tens of thousands
+    // after a load test. They are read in pieces, and no snapshot: while
+    // other sockets come and go, a line may come twice (or not at all), so
+    // each fd counts once.
+    let table = |read: fn() -> procfs::ProcResult<Vec<procfs::net::TcpNetEntry>>| {
+        read().unwrap_or_default()
+    };
+    let held: std::collections::BTreeSet<i32> = [table(procfs::net::tcp), table(procfs::net::tcp6)]
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.state != procfs::net::TcpState::Listen)
+        .filter_map(|entry| sockets.get(&entry.inode).copied())
+        .collect();
+    held.into_iter().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The state letter follows the process's life: `S` while it sleeps, `T`
+    /// once stopped.
     #[test]
     fn state_reads_the_letter_after_the_name() {
         let child = crate::raw::Killed(

@@ -10,6 +10,12 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::unistd::Pid;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -28,32 +34,19 @@ impl Killed {
     /// if it has already been reaped ([`wait_exit`](Self::wait_exit)
     /// returned its status): its pid may belong to another process by now.
     pub fn signal(&self, signal: i32) {
-        let pid = self.pid() as libc::pid_t;
+        let pid = Pid::from_raw(self.pid() as i32);
+        let signal = Signal::try_from(signal).expect("a signal number");
         // Not reaped yet? waitid(2) with WNOWAIT looks without reaping:
         // ECHILD once it has been (we are its parent, and only `wait_exit`
         // and `drop`, which take `&mut self`, reap it). Running or a zombie,
         // its pid cannot be reused until we reap it.
-        // SAFETY: siginfo_t is plain data, for waitid to fill in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid writes only through `info`, which we own.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "signal {signal} to {pid}: not a child left to signal (waitid: {})",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: kill(2) with our own child's pid, checked above not yet
-        // reaped (and `&self` keeps it so), so it cannot have been reused.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        if let Err(err) = waitid(Id::Pid(pid), flags) {
+            panic!("signal {signal} to {pid}: not a child left to signal (waitid: {err})");
+        }
+        // kill(2) with our own child's pid, checked above not yet reaped
+        // (and `&self` keeps it so), so it cannot have been reused.
+        kill(pid, signal).unwrap_or_else(|err| panic!("kill: {err}"));
     }
 
     /// Waits for the process to exit by itself, polling its status; None
@@ -244,21 +237,13 @@ pub fn fill_stdout(
 /// Bytes waiting in a pipe (FIONREAD) and what it holds at most
 /// (F_GETPIPE_SZ), seen from its read end.
 pub fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
-    let fd = pipe.as_raw_fd();
     let mut waiting: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer we pass;
-    // F_GETPIPE_SZ only reads the pipe's size. `fd` is open (we own it).
-    let (rc, size) = unsafe {
-        (
-            libc::ioctl(fd, libc::FIONREAD, &mut waiting),
-            libc::fcntl(fd, libc::F_GETPIPE_SZ),
-        )
-    };
-    assert!(
-        rc == 0 && size > 0,
-        "pipe_fill: {}",
-        std::io::Error::last_os_error()
-    );
+    // SAFETY: FIONREAD writes one int through the pointer we pass; `pipe`
+    // is open (we own it). (nix has no safe wrapper for this ioctl.)
+    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+    Errno::result(rc).unwrap_or_else(|err| panic!("pipe_fill: FIONREAD: {err}"));
+    let size = fcntl(pipe, FcntlArg::F_GETPIPE_SZ)
+        .unwrap_or_else(|err| panic!("pipe_fill: F_GETPIPE_SZ: {err}"));
     (waiting as usize, size as usize)
 }
 

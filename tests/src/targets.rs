@@ -4,6 +4,12 @@
 //! The tests that every server must pass (robustness, leaks, shutdown, the
 //! command line) run one body over this table, so a new server is one more
 //! row, and a failure names the row.
+//!
+//! Adding a server: a constant here, in [`SERVERS`] (or beside example 1
+//! in [`every_server`]); then, so that each of its tests has a name grep
+//! finds, a `#[case::name(&CONSTANT)]` row in each table of
+//! `tests/tests/answers.rs` that it belongs to (its header says which). A
+//! test there fails until the rows are in.
 
 use std::process::Command;
 
@@ -225,6 +231,8 @@ Too many connections\n";
 mod tests {
     use super::*;
 
+    /// `binaries()` names every server's binary, each once, however the table
+    /// orders them.
     #[test]
     fn binaries_lists_each_server_binary_once() {
         let binaries = binaries();

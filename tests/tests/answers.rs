@@ -1,18 +1,37 @@
 //! What every HTTP server must do with a request, good or bad: answer it
 //! with its exact bytes, and live on.
 //!
-//! Each check is a function taking a row of [`tests::targets`]; the
-//! `servers!` macro at the bottom turns them into one test per server and
-//! check (`example07_threads::one_byte_at_a_time`), so a failure names the
-//! example that broke and what it got wrong.
+//! Each check is one function, with `#[rstest]` rows above it, one test a
+//! row: `#[apply(every_server_that_lives_on)]` gives it the rows of that
+//! table (rstest_reuse), and `#[case::example01_blocking(&EXAMPLE01)]` adds
+//! example 1 to the checks of one request. The test
+//! `one_byte_at_a_time::case_04_example05_cork` is the check
+//! `fn one_byte_at_a_time` on the row `#[case::example05_cork(..)]`: a
+//! failure names both, and grep finds both. (`cargo test -p tests --test
+//! answers example05` runs every check on example 5; `one_byte_at_a_time`,
+//! one check on every server.)
+//!
+//! **Adding a server** that answers request after request: its constant in
+//! `tests/src/targets.rs` and its row in `SERVERS` there; then here one row
+//! `#[case::name(&CONSTANT)]` in `every_server_that_lives_on` (and in
+//! `servers_without_a_silent_client_lesson` unless a lesson test shows
+//! it), labelled after its constant. The test
+//! `every_server_has_its_row_in_each_table` fails until the table has a
+//! row for every server of `SERVERS`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 
-use tests::client::PATIENCE;
-use tests::targets::Target;
-use tests::{Server, connect, exchange, request, wait_until};
+use rstest::rstest;
+use rstest_reuse::{apply, template};
+use tests::client::{PATIENCE, send_then_read_answer};
+use tests::targets::{
+    EXAMPLE01, EXAMPLE02, EXAMPLE03, EXAMPLE04, EXAMPLE05, EXAMPLE06, EXAMPLE07, EXAMPLE08_POLL,
+    EXAMPLE08_SELECT, EXAMPLE10, SERVERS, Target,
+};
+use tests::{Server, connect, request, wait_until};
 
 /// Starts `target` quietly (these checks read responses, not the log).
 fn quiet(target: &Target) -> Server {
@@ -30,6 +49,14 @@ fn assert_response(target: &Target, answer: &[u8]) {
     );
 }
 
+/// Reads `stream` to the server's close and asserts that what came is
+/// `target`'s response.
+fn assert_response_on(target: &Target, mut stream: TcpStream) {
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    assert_response(target, &response);
+}
+
 /// The first line of `target`'s request, without its end: `GET / HTTP/1.0`.
 fn request_line(target: &Target) -> &'static [u8] {
     let end = target
@@ -45,25 +72,75 @@ fn line_then(target: &Target, rest: &[u8]) -> Vec<u8> {
     [request_line(target), rest].concat()
 }
 
-fn exact_response(target: &Target) {
+// ---------------------------------------------------------------------------
+// Which servers run which checks: a table a group, each row a server.
+// `#[apply(TABLE)]` above a check makes one test a row of it; a
+// `#[case::...]` row below the `apply` adds a server to that check alone
+// (example 1, which answers one client and exits, to the checks of one
+// request).
+
+/// Every server that answers request after request: `targets::SERVERS`,
+/// all but example 1.
+#[template]
+#[rstest]
+#[case::example02_loop(&EXAMPLE02)]
+#[case::example03_epoll_level(&EXAMPLE03)]
+#[case::example04_epoll_edge(&EXAMPLE04)]
+#[case::example05_cork(&EXAMPLE05)]
+#[case::example06_nodelay(&EXAMPLE06)]
+#[case::example07_threads(&EXAMPLE07)]
+#[case::example08_select(&EXAMPLE08_SELECT)]
+#[case::example08_poll(&EXAMPLE08_POLL)]
+#[case::example10_event_loop(&EXAMPLE10)]
+fn every_server_that_lives_on(#[case] target: &Target) {}
+
+/// The servers whose lesson tests do not already show that a silent client
+/// holds no one up (examples 3 to 6 have it in `lessons.rs`, example 7 in
+/// `threads.rs`).
+#[template]
+#[rstest]
+#[case::example08_select(&EXAMPLE08_SELECT)]
+#[case::example08_poll(&EXAMPLE08_POLL)]
+#[case::example10_event_loop(&EXAMPLE10)]
+fn servers_without_a_silent_client_lesson(#[case] target: &Target) {}
+
+// ---------------------------------------------------------------------------
+// The checks.
+
+/// Starts `target` quietly, sends it `bytes` on one connection, and
+/// asserts that it answers with its response.
+fn assert_answers_to(target: &Target, bytes: &[u8]) {
     let server = quiet(target);
-    assert_response(target, &request(server.addr(), target.request));
+    assert_response(target, &request(server.addr(), bytes));
 }
 
-fn ends_with_lf_lf(target: &Target) {
-    // `\n\n`: the end of a request typed by hand, or sent by a sloppy client.
-    let server = quiet(target);
-    let answer = request(server.addr(), &line_then(target, b"\n\n"));
-    assert_response(target, &answer);
+/// The request, sent in one piece, gets the exact response.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn exact_response(#[case] target: &Target) {
+    assert_answers_to(target, target.request);
 }
 
-fn ends_with_crlf_crlf(target: &Target) {
-    let server = quiet(target);
-    let answer = request(server.addr(), &line_then(target, b"\r\n\r\n"));
-    assert_response(target, &answer);
+/// A request ended by `\n\n` (typed by hand, or a sloppy client) is
+/// answered.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn ends_with_lf_lf(#[case] target: &Target) {
+    assert_answers_to(target, &line_then(target, b"\n\n"));
 }
 
-fn one_byte_at_a_time(target: &Target) {
+/// A request line ended at once by `\r\n\r\n`, no headers, is answered.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn ends_with_crlf_crlf(#[case] target: &Target) {
+    assert_answers_to(target, &line_then(target, b"\r\n\r\n"));
+}
+
+/// A request that arrives one byte per segment is put together and
+/// answered: the server never takes a piece for the whole.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn one_byte_at_a_time(#[case] target: &Target) {
     let server = quiet(target);
     let mut stream = connect(server.addr());
     // TCP_NODELAY, so each one-byte write leaves as its own segment and the
@@ -72,21 +149,26 @@ fn one_byte_at_a_time(target: &Target) {
     for byte in target.request {
         stream.write_all(&[*byte]).unwrap();
     }
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    assert_response(target, &response);
+    assert_response_on(target, stream);
 }
 
-fn six_kib_request(target: &Target) {
+/// A 6 KiB request, more than one read of the tutorial's 1024 bytes, is
+/// answered once, whole.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn six_kib_request(#[case] target: &Target) {
     // A request line, one long header, the end: 6 KiB in all.
     let mut bytes = line_then(target, b"\r\nX-Filler: ");
     bytes.resize(6 * 1024 - 4, b'x');
     bytes.extend_from_slice(b"\r\n\r\n");
-    let server = quiet(target);
-    assert_response(target, &request(server.addr(), &bytes));
+    assert_answers_to(target, &bytes);
 }
 
-fn complete_request_then_close(target: &Target) {
+/// A request whose FIN comes with it is still answered: the read of 0
+/// bytes after a complete request is not a client that left.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn complete_request_then_close(#[case] target: &Target) {
     // The client sends its request and shuts its side at once: the FIN
     // arrives with the request, and a read after the request sees 0 bytes.
     // The request is complete, so it must still be answered.
@@ -94,12 +176,14 @@ fn complete_request_then_close(target: &Target) {
     let mut stream = connect(server.addr());
     stream.write_all(target.request).unwrap();
     stream.shutdown(Shutdown::Write).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    assert_response(target, &response);
+    assert_response_on(target, stream);
 }
 
-fn binary_garbage_is_answered_and_printed_lossily(target: &Target) {
+/// Bytes that are not UTF-8, ended like a request, get an answer and are
+/// printed with U+FFFD, where the Python original raised.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn binary_garbage_is_answered_and_printed_lossily(#[case] target: &Target) {
     // Bytes that are not UTF-8 (the Python's `decode()` raises on them),
     // NULs included, ended like a request: answered, and printed with
     // U+FFFD in place of what is not text.
@@ -122,7 +206,10 @@ fn binary_garbage_is_answered_and_printed_lossily(target: &Target) {
     );
 }
 
-fn prints_each_request(target: &Target) {
+/// The request line is printed on stdout.
+#[apply(every_server_that_lives_on)]
+#[case::example01_blocking(&EXAMPLE01)]
+fn prints_each_request(#[case] target: &Target) {
     let server = target.start(&[]);
     assert_response(target, &request(server.addr(), target.request));
     let line = String::from_utf8_lossy(request_line(target));
@@ -133,7 +220,10 @@ fn prints_each_request(target: &Target) {
     );
 }
 
-fn garbage_then_a_request(target: &Target) {
+/// A client that sends garbage and leaves does not stop the next one
+/// being served.
+#[apply(every_server_that_lives_on)]
+fn garbage_then_a_request(#[case] target: &Target) {
     // A client sends bytes that never end a request and leaves; the next
     // client is served as if nothing happened.
     let server = quiet(target);
@@ -144,38 +234,31 @@ fn garbage_then_a_request(target: &Target) {
     assert_response(target, &request(server.addr(), target.request));
 }
 
-fn oversized_request_is_refused(target: &Target) {
-    // 64 KiB with no terminator: past the 32 KiB cap. The server answers
-    // 431 and closes; the client may see the answer or, if the close
-    // overtakes it (the server does not read the rest), a reset. Either
-    // way the server lives on and answers the next client.
+/// A request past the 32 KiB cap is refused with 431, and the server
+/// serves the next client.
+#[apply(every_server_that_lives_on)]
+fn oversized_request_is_refused(#[case] target: &Target) {
     let server = quiet(target);
     assert_refused_as_oversized(&server);
     assert_response(target, &request(server.addr(), target.request));
 }
 
 /// Sends 64 KiB with no terminator, past the 32 KiB cap, and asserts the
-/// server answered 431 or (its close overtaking the answer, the rest
-/// unread) reset the connection.
+/// server answered 431. (The server closes with the rest of the 64 KiB
+/// unread, which may reset the connection while we still send: the
+/// answer is read all the same, see `send_then_read_answer`.)
 fn assert_refused_as_oversized(server: &Server) {
-    let mut stream = connect(server.addr());
-    match exchange(&mut stream, &vec![b'a'; 64 * 1024]) {
-        Ok(response) => assert!(
-            response.starts_with(b"HTTP/1.0 431 "),
-            "unexpected answer: {:?}",
-            String::from_utf8_lossy(&response)
-        ),
-        Err(err) => assert!(
-            matches!(
-                err.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ),
-            "unexpected error: {err}"
-        ),
-    }
+    let answer = send_then_read_answer(&mut connect(server.addr()), &vec![b'a'; 64 * 1024]);
+    assert!(
+        answer.starts_with(b"HTTP/1.0 431 "),
+        "unexpected answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
-fn hundred_concurrent_clients(target: &Target) {
+/// A hundred clients at once each get the exact response.
+#[apply(every_server_that_lives_on)]
+fn hundred_concurrent_clients(#[case] target: &Target) {
     let server = quiet(target);
     let (addr, bytes) = (server.addr(), target.request);
     let clients: Vec<_> = (0..100)
@@ -186,7 +269,11 @@ fn hundred_concurrent_clients(target: &Target) {
     }
 }
 
-fn oversized_request_is_refused_and_exits(target: &Target) {
+/// Example 1 refuses an oversized request like the others, then exits
+/// with 0, its one client served.
+#[rstest]
+#[case::example01_blocking(&EXAMPLE01)]
+fn oversized_request_is_refused_and_exits(#[case] target: &Target) {
     // Example 1 serves one client, whatever it sent, then exits with 0.
     let mut server = quiet(target);
     assert_refused_as_oversized(&server);
@@ -199,7 +286,8 @@ fn oversized_request_is_refused_and_exits(target: &Target) {
 /// A client that says nothing holds no one up: one thread, many clients.
 /// (Examples 3 to 6 have this in `lessons.rs`, the lesson of step 3;
 /// example 7, with its thread count, in `threads.rs`.)
-fn a_silent_client_does_not_stall_the_others(target: &Target) {
+#[apply(servers_without_a_silent_client_lesson)]
+fn a_silent_client_does_not_stall_the_others(#[case] target: &Target) {
     let server = quiet(target);
     let _silent = connect(server.addr());
     assert!(wait_until(PATIENCE, || server.connections() == 1));
@@ -207,71 +295,44 @@ fn a_silent_client_does_not_stall_the_others(target: &Target) {
 }
 
 // ---------------------------------------------------------------------------
-// Which server runs which checks.
+// The tables cover every server.
 
-/// One `#[test]` per check, each running it on `$target`, a row of
-/// [`tests::targets`].
-macro_rules! checks {
-    ($target:ident: $($check:ident),* $(,)?) => {$(
-        #[test]
-        fn $check() {
-            super::$check(&tests::targets::$target);
+/// The `#[case::label(&CONSTANT)]` rows of each function of this file
+/// (the tables, and the rows added to a check), by function name.
+fn tables() -> BTreeMap<&'static str, Vec<(&'static str, &'static str)>> {
+    let mut tables = BTreeMap::new();
+    let mut rows = Vec::new();
+    for line in include_str!("answers.rs").lines() {
+        if let Some(row) = line.strip_prefix("#[case::") {
+            let (label, constant) = row.split_once("(&").expect("`#[case::label(&CONSTANT)]`");
+            rows.push((constant.trim_end_matches(")]"), label));
+        } else if let Some(function) = line.strip_prefix("fn ") {
+            let name = function.split('(').next().unwrap();
+            tables.insert(name, std::mem::take(&mut rows));
         }
-    )*};
+    }
+    tables
 }
 
-/// What every HTTP server does with one request, however it comes.
-macro_rules! one_request {
-    ($target:ident) => {
-        checks!($target: exact_response, ends_with_lf_lf, ends_with_crlf_crlf,
-            one_byte_at_a_time, six_kib_request, complete_request_then_close,
-            binary_garbage_is_answered_and_printed_lossily, prints_each_request);
-    };
-}
-
-/// What every server that answers request after request does (all but
-/// example 1): bad clients do not stop it, and many clients get their
-/// answers.
-macro_rules! lives_on {
-    ($target:ident) => {
-        checks!($target: garbage_then_a_request, oversized_request_is_refused,
-            hundred_concurrent_clients);
-    };
-}
-
-/// Example 1 answers one client and exits.
-macro_rules! exits_after_one {
-    ($target:ident) => {
-        checks!($target: oversized_request_is_refused_and_exits);
-    };
-}
-
-/// Serves one client while another says nothing.
-macro_rules! beside_a_silent_client {
-    ($target:ident) => {
-        checks!($target: a_silent_client_does_not_stall_the_others);
-    };
-}
-
-/// A module of tests per server, named after it, with the groups of checks
-/// that apply to it.
-macro_rules! servers {
-    ($($module:ident = $target:ident: [$($group:ident),* $(,)?];)*) => {$(
-        mod $module {
-            $($group!($target);)*
+/// A server added to `tests/src/targets.rs` is not silently left out here:
+/// the table of every server that lives on has a row for each of
+/// `SERVERS`, none twice, and every row of the file is labelled after its
+/// constant.
+#[test]
+fn every_server_has_its_row_in_each_table() {
+    let tables = tables();
+    let rows = &tables["every_server_that_lives_on"];
+    let constants: BTreeSet<_> = rows.iter().map(|row| row.0).collect();
+    let labels: BTreeSet<_> = rows.iter().map(|row| row.1).collect();
+    assert_eq!(rows.len(), SERVERS.len(), "{rows:?}");
+    assert_eq!(constants.len(), SERVERS.len(), "a server twice: {rows:?}");
+    assert_eq!(labels.len(), SERVERS.len(), "a label twice: {rows:?}");
+    for (function, rows) in &tables {
+        for (constant, label) in rows {
+            assert!(
+                label.starts_with(&constant.to_lowercase()),
+                "{function}: row {label:?} is not named after {constant}"
+            );
         }
-    )*};
-}
-
-servers! {
-    example01_blocking = EXAMPLE01: [one_request, exits_after_one];
-    example02_loop = EXAMPLE02: [one_request, lives_on];
-    example03_epoll_level = EXAMPLE03: [one_request, lives_on];
-    example04_epoll_edge = EXAMPLE04: [one_request, lives_on];
-    example05_cork = EXAMPLE05: [one_request, lives_on];
-    example06_nodelay = EXAMPLE06: [one_request, lives_on];
-    example07_threads = EXAMPLE07: [one_request, lives_on];
-    example08_select = EXAMPLE08_SELECT: [one_request, lives_on, beside_a_silent_client];
-    example08_poll = EXAMPLE08_POLL: [one_request, lives_on, beside_a_silent_client];
-    example10_event_loop = EXAMPLE10: [one_request, lives_on, beside_a_silent_client];
+    }
 }

@@ -5,7 +5,8 @@ use tests::CONCURRENT_SERVERS;
 use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
 use tests::targets::{binaries, every_server};
 
-/// The shared options, and how to stop the server.
+/// Every server's `--help` names the shared options, the default address,
+/// and how to stop it.
 #[test]
 fn help_describes_every_option() {
     for name in binaries() {
@@ -31,6 +32,8 @@ fn epoll_servers_offer_trace() {
     }
 }
 
+/// A zero backlog, an address that is not one and an unknown option are
+/// refused by every server with a message and status 2, not a panic.
 #[test]
 fn bad_arguments_are_refused_with_a_message() {
     for name in binaries() {
@@ -44,6 +47,8 @@ fn bad_arguments_are_refused_with_a_message() {
     }
 }
 
+/// A server started on a port another one holds says the port is in use
+/// and fails, without a panic.
 #[test]
 fn a_busy_port_is_reported_not_panicked() {
     for target in every_server() {

@@ -160,6 +160,7 @@ fn sigterm_exits_0() {
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
+/// `--help` names the options, the default address, and how to stop it.
 #[test]
 fn help_describes_the_options() {
     assert_help_mentions(

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tests::client::PATIENCE;
 use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
-use tests::process::{assert_not_spinning, fd_count, status_field};
+use tests::process::{assert_not_spinning, fd_count, peak_rss_kib};
 use tests::raw::{self, Raw};
 use tests::{Holdings, Server, connect, tcp_info, wait_until};
 
@@ -261,7 +261,7 @@ fn a_slow_reader_is_echoed_with_bounded_memory() {
     // buffers the echo itself.
     const CAP: usize = 256 << 20;
     let (mut server, baseline) = settled();
-    let peak_before = status_field(server.pid(), "VmHWM");
+    let peak_before = peak_rss_kib(server.pid());
     let table = pattern();
 
     let mut slow = connect(server.addr());
@@ -284,7 +284,7 @@ fn a_slow_reader_is_echoed_with_bounded_memory() {
             Err(err) => panic!("sending to the echo server: {err}"),
         }
     }
-    let growth_kib = status_field(server.pid(), "VmHWM").saturating_sub(peak_before);
+    let growth_kib = peak_rss_kib(server.pid()).saturating_sub(peak_before);
     eprintln!(
         "{sent} bytes in flight when the sends stalled; peak memory grew by {growth_kib} KiB"
     );
@@ -504,11 +504,14 @@ fn a_closed_stdout_is_no_reason_to_stop() {
     assert_eq!(process.wait_exit(Duration::ZERO), None, "the server died");
 }
 
+/// `--help` says how to stop the server, and with what status.
 #[test]
 fn help_says_how_to_stop_it() {
     assert_help_mentions(ECHO, &["Ctrl-C", "SIGINT", "SIGTERM", "status 0"]);
 }
 
+/// Bad arguments, a surplus one included, exit with status 2 and a
+/// message, not a panic.
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
     for args in [
@@ -521,6 +524,8 @@ fn bad_arguments_exit_2_with_a_message() {
     }
 }
 
+/// A busy port is one line on stderr and status 1, and the server that
+/// holds the port goes on.
 #[test]
 fn a_busy_port_is_one_line_not_a_panic() {
     let first = Server::start(ECHO, &["--quiet"]);

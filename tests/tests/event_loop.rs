@@ -61,6 +61,7 @@ fn hello_is_echoed_with_its_length() {
     server.assert_back_to(baseline);
 }
 
+/// `/` has nothing to echo: the answer says what to add to the URL.
 #[test]
 fn an_empty_path_gets_the_hint() {
     let server = Server::start(NAME, &["--quiet"]);
@@ -91,6 +92,7 @@ fn encoded_and_non_ascii_paths() {
     assert_eq!(echo(&server, b"/still-here").1, b"still-here");
 }
 
+/// A path of 8 KiB is refused with 414, not echoed.
 #[test]
 fn an_8_kib_path_is_refused_with_414() {
     let server = Server::start(NAME, &["--quiet"]);
@@ -101,6 +103,8 @@ fn an_8_kib_path_is_refused_with_414() {
     assert!(String::from_utf8(body).unwrap().contains("URI too long"));
 }
 
+/// A request line that is not `METHOD PATH VERSION` gets 400, and the
+/// next client is served.
 #[test]
 fn a_malformed_request_line_gets_400_and_the_server_goes_on() {
     let server = Server::start(NAME, &["--quiet"]);
@@ -109,6 +113,7 @@ fn a_malformed_request_line_gets_400_and_the_server_goes_on() {
     assert_eq!(echo(&server, b"/ok").1, b"ok");
 }
 
+/// SIGTERM stops the server with status 0, a client still connected.
 #[test]
 fn sigterm_exits_0() {
     let mut server = Server::start(NAME, &["--quiet"]);
@@ -271,7 +276,7 @@ fn dump_dom(browser: &str, url: &str) -> String {
         .process_group(0)
         .spawn()
         .expect("start chromium");
-    let group = child.id() as libc::pid_t;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut stdout = child.stdout.take().unwrap();
     let reader = thread::spawn(move || {
         let mut dom = String::new();
@@ -286,9 +291,9 @@ fn dump_dom(browser: &str, url: &str) -> String {
             _ => break false,
         }
     };
-    // SAFETY: kill(2) on the process group we created; the leader is our
-    // child, not reaped until the wait below, so its id is not reused.
-    unsafe { libc::kill(-group, libc::SIGKILL) };
+    // killpg(3), kill(2) on the process group we created; the leader is
+    // our child, not reaped until the wait below, so its id is not reused.
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
     let dom = reader.join().unwrap();
     assert!(finished, "chromium did not finish within {BROWSER_LIMIT:?}");

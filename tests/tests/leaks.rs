@@ -51,6 +51,8 @@ fn no_fd_leaks(target: &Target) {
     target.assert_back(&server, baseline);
 }
 
+/// Clients that leave silently, half-way or with a reset leave no fd,
+/// interest entry, connection or thread behind, in any server.
 #[test]
 fn misbehaving_clients_leave_nothing_behind() {
     for target in targets::SERVERS {

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use tests::client::{PATIENCE, reset};
+use tests::client::{PATIENCE, reset, send_then_read_answer};
 use tests::limits::{limit_nofile, raise_nofile, room_for_threads};
-use tests::process::{assert_not_spinning, fd_count, state, status_field};
+use tests::process::{assert_not_spinning, fd_count, peak_rss_kib, state};
 use tests::targets::{Model, SERVERS, Target, UNAVAILABLE, concurrent};
 use tests::{connect, exchange, request, wait_until};
 
@@ -64,8 +64,10 @@ fn hammer(target: &'static Target, addr: SocketAddr, clients: usize, total: usiz
     failures.load(Ordering::Relaxed)
 }
 
-/// Every concurrent server (example 2 takes one client at a time by
-/// design: 100 at once would only queue).
+/// 10,000 requests from 100 clients at once are each answered exactly,
+/// and leave the server holding what it held before. Every concurrent
+/// server (example 2 takes one client at a time by design: 100 at once
+/// would only queue).
 #[test]
 fn ten_thousand_requests_from_100_clients_without_an_error() {
     for target in concurrent() {
@@ -82,6 +84,9 @@ fn ten_thousand_requests_from_100_clients_without_an_error() {
 
 const IDLE: usize = 10_000;
 
+/// 10,000 silent connections held open do not stop a server answering
+/// others, and leave nothing behind when they go (select: its 503 past
+/// FD_SETSIZE instead).
 #[test]
 fn ten_thousand_idle_connections_while_others_are_served() {
     // The idle clients' fds are ours, their accepted sockets the server's:
@@ -188,6 +193,8 @@ fn idle_past_fd_setsize(target: &Target) {
 
 // --------------------------------------------------------------- faults
 
+/// Clients that close before their answer arrives: the server's failed
+/// writes (EPIPE, ECONNRESET) are handled, and nothing is left behind.
 #[test]
 fn clients_that_close_right_after_sending() {
     // The client closes its socket as soon as its request is out, so the
@@ -203,6 +210,8 @@ fn clients_that_close_right_after_sending() {
     }
 }
 
+/// Clients that reset the connection after the first bytes of their
+/// answer leave nothing behind.
 #[test]
 fn clients_that_reset_mid_response() {
     for target in SERVERS {
@@ -220,6 +229,8 @@ fn clients_that_reset_mid_response() {
     }
 }
 
+/// A client that shuts its sending side after its request still gets
+/// the whole response.
 #[test]
 fn a_half_closed_client_still_gets_its_response() {
     // shutdown(SHUT_WR) after the request: the server reads the request,
@@ -241,6 +252,8 @@ fn a_half_closed_client_still_gets_its_response() {
     }
 }
 
+/// A client that does not read its answer does not hold up 20 others,
+/// and then gets its answer whole, a byte at a time.
 #[test]
 fn a_slow_reader_does_not_hold_up_others() {
     // The slow client asks and then reads nothing until 20 others have been
@@ -270,6 +283,8 @@ fn a_slow_reader_does_not_hold_up_others() {
 
 // --------------------------------------------------------------- bad input
 
+/// 50 clients sending a megabyte with no end each get the 431 refusal, and
+/// the server's peak memory grows by far less than what they sent.
 #[test]
 fn requests_without_an_end_keep_memory_bounded() {
     // 50 clients at once each send up to 1 MiB that never ends a request.
@@ -279,30 +294,33 @@ fn requests_without_an_end_keep_memory_bounded() {
     for target in SERVERS {
         let name = target.name;
         let (server, baseline) = target.settled(&[]);
-        let peak_before = status_field(server.pid(), "VmHWM");
+        let peak_before = peak_rss_kib(server.pid());
         let addr = server.addr();
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 thread::spawn(move || {
-                    let mut stream = connect(addr);
-                    // The server answers 431 and closes partway: the rest
-                    // of the writes then fail, as they should.
-                    let _ = stream.write_all(&vec![b'x'; 1 << 20]);
-                    let mut answer = Vec::new();
-                    let _ = stream.read_to_end(&mut answer);
-                    answer
+                    // The server answers 431 and closes partway. The
+                    // servers that stop reading at the cap (2 and 7) close
+                    // with the rest unread, which resets the connection:
+                    // the rest of our writes, or our last read, fail with
+                    // ECONNRESET. The 431 went out before the RST and is
+                    // read all the same (send_then_read_answer): every
+                    // client sees it. (18,000 of 18,000 clients of these
+                    // servers did, 64 KiB or 1 MiB each, beside three busy
+                    // loops on two cores.)
+                    send_then_read_answer(&mut connect(addr), &vec![b'x'; 1 << 20])
                 })
             })
             .collect();
         for client in clients {
             let answer = client.join().unwrap();
             assert!(
-                answer.is_empty() || answer.starts_with(b"HTTP/1.0 431 "),
+                answer.starts_with(b"HTTP/1.0 431 "),
                 "{name}: {:?}",
                 text(&answer)
             );
         }
-        let growth_kib = status_field(server.pid(), "VmHWM").saturating_sub(peak_before);
+        let growth_kib = peak_rss_kib(server.pid()).saturating_sub(peak_before);
         assert!(
             growth_kib < 16 * 1024,
             "{name}: peak memory grew by {growth_kib} KiB"
@@ -311,6 +329,8 @@ fn requests_without_an_end_keep_memory_bounded() {
     }
 }
 
+/// Every byte value: ended by a blank line it is answered, never ended it
+/// gets no answer but the close, and the server lives on.
 #[test]
 fn binary_garbage_is_answered_and_the_server_lives() {
     // Every byte value once (NUL, control bytes, bytes that are never
@@ -346,6 +366,8 @@ fn binary_garbage_is_answered_and_the_server_lives() {
 
 // --------------------------------------------------------------- exhaustion
 
+/// Out of file descriptors (EMFILE), no server dies or spins, and each
+/// takes the clients that waited once descriptors are free.
 #[test]
 fn out_of_file_descriptors_neither_kills_nor_spins() {
     // With RLIMIT_NOFILE at 64, 100 silent clients exhaust the server's
@@ -398,6 +420,8 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
 
 // --------------------------------------------------------------- signals
 
+/// A server stopped (SIGSTOP) and continued (SIGCONT) takes the EINTR
+/// that follows in its stride and answers again.
 #[test]
 fn stopped_and_continued_servers_carry_on() {
     // signal(7): after SIGSTOP and SIGCONT, Linux makes epoll_wait(2),

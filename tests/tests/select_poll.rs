@@ -3,7 +3,7 @@
 //! cleanly, poll watches as many as the process may open.
 //!
 //! What every server must do with a request runs for both pollers in
-//! `answers.rs` (`example08_select::…`, `example08_poll::…`), and the stop
+//! `answers.rs` (`…_example08_select`, `…_example08_poll`), and the stop
 //! signals in `shutdown.rs`; here is what tells the two apart.
 
 use std::io::{ErrorKind, Read, Write};
@@ -23,6 +23,7 @@ const FD_SETSIZE: usize = 1024;
 /// More clients than select can watch.
 const MANY: usize = 1100;
 
+/// `--help` names both pollers and the shared options.
 #[test]
 fn help_names_both_pollers() {
     assert_help_mentions(

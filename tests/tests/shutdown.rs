@@ -39,6 +39,8 @@ fn stops_cleanly(target: &Target, signal: i32) {
     target.assert_answers(&again, "restarted on the same port");
 }
 
+/// Ctrl-C (SIGINT) stops every server promptly with status 0, and its port
+/// is free for a new one at once.
 #[test]
 fn sigint_stops_every_server_with_status_0() {
     for target in every_server() {
@@ -46,6 +48,8 @@ fn sigint_stops_every_server_with_status_0() {
     }
 }
 
+/// SIGTERM stops every server promptly with status 0, and its port is
+/// free for a new one at once.
 #[test]
 fn sigterm_stops_every_server_with_status_0() {
     for target in every_server() {
@@ -53,6 +57,8 @@ fn sigterm_stops_every_server_with_status_0() {
     }
 }
 
+/// A server stuck printing into a full stdout still stops on SIGTERM and
+/// SIGINT, with status 0.
 #[test]
 fn stop_signals_work_while_nobody_reads_stdout() {
     // A server prints every request (no --quiet). Its stdout is a pipe

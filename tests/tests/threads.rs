@@ -3,14 +3,14 @@
 //! epoll's do not; and a cap keeps the thread count bounded.
 //!
 //! What every server must do with a request is checked for example 7 in
-//! `answers.rs` (`example07_threads::…`); here is what threads change.
+//! `answers.rs` (`…_example07_threads`); here is what threads change.
 
 use std::io::Read;
 use std::net::TcpStream;
 
 use tests::client::PATIENCE;
 use tests::command_line::assert_help_mentions;
-use tests::process::{status_field, threads};
+use tests::process::{status, threads};
 use tests::targets::UNAVAILABLE;
 use tests::{GET, RESPONSE, Server, connect, request, wait_until};
 
@@ -45,6 +45,8 @@ fn a_silent_client_does_not_stall_the_others() {
     assert_eq!(request(server.addr(), GET), RESPONSE);
 }
 
+/// SIGTERM stops example 7 with status 0, a thread still blocked on a
+/// silent client.
 #[test]
 fn sigterm_exits_0() {
     let mut server = quiet(&[]);
@@ -55,6 +57,7 @@ fn sigterm_exits_0() {
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
+/// `--help` documents `--max-threads` and the 503 past it.
 #[test]
 fn help_documents_the_cap() {
     assert_help_mentions(
@@ -74,10 +77,11 @@ struct Footprint {
 }
 
 fn footprint(server: &Server) -> Footprint {
+    let status = status(server.pid());
     Footprint {
-        threads: threads(server.pid()),
-        rss: status_field(server.pid(), "VmRSS"),
-        size: status_field(server.pid(), "VmSize"),
+        threads: status.threads,
+        rss: status.vmrss.expect("VmRSS"),
+        size: status.vmsize.expect("VmSize"),
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tests::client::PATIENCE;
 use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
-use tests::process::{assert_not_spinning, fd_count, status_field};
+use tests::process::{assert_not_spinning, fd_count, peak_rss_kib};
 use tests::raw::{self, Killed, Raw, drain, pipe_fill};
 use tests::{Holdings, Server, connect, wait_until};
 
@@ -461,7 +461,7 @@ fn megabytes_without_a_newline_keep_memory_bounded() {
     const CLIENTS: usize = 4;
     const EACH: usize = 4 << 20;
     let (server, baseline) = settled();
-    let peak_before = status_field(server.pid(), "VmHWM");
+    let peak_before = peak_rss_kib(server.pid());
     let addr = server.addr();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -475,7 +475,7 @@ fn megabytes_without_a_newline_keep_memory_bounded() {
     }
     // All connections closed: every byte has been read and printed.
     server.assert_back_to(baseline);
-    let growth_kib = status_field(server.pid(), "VmHWM").saturating_sub(peak_before);
+    let growth_kib = peak_rss_kib(server.pid()).saturating_sub(peak_before);
     assert!(
         growth_kib < 4 * 1024,
         "peak memory grew by {growth_kib} KiB for {} MiB received",
@@ -533,6 +533,7 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
 
 // --------------------------------------------------------------- command line
 
+/// `--help` says how to stop the server, and names `--watch` and `--addr`.
 #[test]
 fn help_says_how_to_stop_it() {
     assert_help_mentions(
@@ -543,6 +544,8 @@ fn help_says_how_to_stop_it() {
     );
 }
 
+/// Bad arguments, a `--watch` without its directory included, exit with
+/// status 2 and a message, not a panic.
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
     for args in [
@@ -569,6 +572,8 @@ fn an_unwatchable_directory_is_one_line() {
     assert_eq!(count(&stderr, "Error"), 1, "{stderr}");
 }
 
+/// A busy port is one error line and status 1, and the server that holds
+/// the port goes on.
 #[test]
 fn a_busy_port_is_one_line_not_a_panic() {
     let (first, _) = settled();

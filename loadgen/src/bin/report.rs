@@ -1,5 +1,5 @@
 //! `report`: turn the JSON lines of a measuring run into Markdown tables and
-//! SVG bar charts, offline.
+//! SVG bar charts (drawn with plotters), offline.
 //!
 //! ```sh
 //! loadgen/measure.sh > run.jsonl
@@ -10,7 +10,9 @@
 //! script wrote for `ab` in the same shape) or a `{"machine": ...}` line
 //! describing where it ran. Runs with the same client, label and number of
 //! idle connections are rounds of one measurement: the tables show the
-//! median of each figure over the rounds, and the errors of all of them.
+//! median of each figure over the rounds, and the errors of all of them;
+//! the charts draw the median as a bar and the lowest and highest round as
+//! a whisker across its end.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +21,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use loadgen::Report;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 
 /// Write Markdown tables and SVG charts from the JSON lines of a run.
@@ -46,6 +52,29 @@ enum Line {
     Run(Box<Report>),
 }
 
+/// One figure over the rounds of a measurement: the median, which the
+/// tables show and the charts' bars stand for, and the lowest and highest
+/// round, the whisker across the bar's end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; None if there are none.
+    fn of(values: Vec<f64>) -> Option<Spread> {
+        let min = values.iter().copied().reduce(f64::min)?;
+        let max = values.iter().copied().reduce(f64::max)?;
+        Some(Spread {
+            median: median(values),
+            min,
+            max,
+        })
+    }
+}
+
 /// The rounds of one measurement, summarised.
 #[derive(Debug, Clone)]
 struct Row {
@@ -53,12 +82,12 @@ struct Row {
     label: String,
     idle: usize,
     rounds: usize,
-    rps: f64,
-    server_cpu: Option<f64>,
+    rps: Spread,
+    server_cpu: Option<Spread>,
     client_cpu: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+    p50_ms: Spread,
+    p99_ms: Spread,
+    max_ms: Spread,
     failed: u64,
     completed: u64,
     overflows: u64,
@@ -93,7 +122,11 @@ fn summarise(runs: &[Report]) -> Vec<Row> {
         .into_iter()
         .map(|key| {
             let rounds = &groups[&key];
-            let med = |f: &dyn Fn(&Report) -> f64| median(rounds.iter().map(|r| f(r)).collect());
+            let figure =
+                |f: &dyn Fn(&Report) -> f64| -> Vec<f64> { rounds.iter().map(|r| f(r)).collect() };
+            let spread = |f: &dyn Fn(&Report) -> f64| {
+                Spread::of(figure(f)).expect("a measurement has a round")
+            };
             let cpus: Vec<f64> = rounds
                 .iter()
                 .filter_map(|r| r.server_cpu_us_per_request)
@@ -109,12 +142,12 @@ fn summarise(runs: &[Report]) -> Vec<Row> {
                 label: key.1,
                 idle: key.2,
                 rounds: rounds.len(),
-                rps: med(&|r| r.requests_per_s),
-                server_cpu: (!cpus.is_empty()).then(|| median(cpus)),
-                client_cpu: med(&|r| r.client_cpu_us_per_request),
-                p50_ms: med(&|r| r.latency.p50_us as f64 / 1000.0),
-                p99_ms: med(&|r| r.latency.p99_us as f64 / 1000.0),
-                max_ms: med(&|r| r.latency.max_us as f64 / 1000.0),
+                rps: spread(&|r| r.requests_per_s),
+                server_cpu: Spread::of(cpus),
+                client_cpu: median(figure(&|r| r.client_cpu_us_per_request)),
+                p50_ms: spread(&|r| r.latency.p50_us as f64 / 1000.0),
+                p99_ms: spread(&|r| r.latency.p99_us as f64 / 1000.0),
+                max_ms: spread(&|r| r.latency.max_us as f64 / 1000.0),
                 failed: rounds.iter().map(|r| r.failed).sum(),
                 completed: rounds.iter().map(|r| r.completed).sum(),
                 overflows: counter("ListenOverflows"),
@@ -124,8 +157,8 @@ fn summarise(runs: &[Report]) -> Vec<Row> {
         .collect()
 }
 
-fn cpu_cell(cpu: Option<f64>) -> String {
-    cpu.map_or("-".to_owned(), |c| format!("{c:.1}"))
+fn cpu_cell(cpu: Option<Spread>) -> String {
+    cpu.map_or("-".to_owned(), |c| format!("{:.1}", c.median))
 }
 
 fn is_backlog(row: &Row) -> bool {
@@ -161,11 +194,11 @@ fn tables(machine: &[String], rows: &[Row]) -> String {
             r.label,
             r.idle,
             r.rounds,
-            r.rps,
+            r.rps.median,
             cpu_cell(r.server_cpu),
-            r.p50_ms,
-            r.p99_ms,
-            r.max_ms,
+            r.p50_ms.median,
+            r.p99_ms.median,
+            r.max_ms.median,
             r.failed,
             r.completed + r.failed,
             r.client_cpu
@@ -189,10 +222,10 @@ fn tables(machine: &[String], rows: &[Row]) -> String {
                     "| {} | {} | {:.0} | {:.1} | {} | {:.2} | {} |",
                     r.client,
                     r.label,
-                    r.rps,
+                    r.rps.median,
                     r.client_cpu,
                     cpu_cell(r.server_cpu),
-                    r.p99_ms,
+                    r.p99_ms.median,
                     r.failed
                 );
             }
@@ -213,10 +246,10 @@ fn tables(machine: &[String], rows: &[Row]) -> String {
                 "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
                 r.label.trim_start_matches("backlog "),
                 r.rounds,
-                r.rps,
-                r.p50_ms,
-                r.p99_ms,
-                r.max_ms,
+                r.rps.median,
+                r.p50_ms.median,
+                r.p99_ms.median,
+                r.max_ms.median,
                 r.failed,
                 r.overflows,
                 r.syn_retrans
@@ -226,135 +259,67 @@ fn tables(machine: &[String], rows: &[Row]) -> String {
     md
 }
 
-/// One series of bars in a chart.
+/// One series of bars in a chart: a colour, a name for the legend, and a
+/// spread per category (None: not measured).
 struct Series {
     name: String,
-    colour: &'static str,
-    values: Vec<Option<f64>>,
+    colour: RGBColor,
+    values: Vec<Option<Spread>>,
 }
 
-/// A horizontal grouped bar chart: one group per category, one bar per
-/// series, each bar labelled with its value.
-fn bar_chart(title: &str, unit: &str, categories: &[String], series: &[Series]) -> String {
-    let (left, right, bar, gap, top) = (200.0, 110.0, 16.0, 12.0, 50.0);
-    let width = 760.0;
-    let plot = width - left - right;
-    let group = bar * series.len() as f64 + gap;
-    let height = top + group * categories.len() as f64 + 20.0;
-    let all: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.values.iter().flatten().copied())
-        .collect();
-    let width_of = scale(&all, plot);
-    let log = width_of.log;
-    let title = if log {
-        format!("{title} (log scale)")
-    } else {
-        title.to_owned()
-    };
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
-        escape(&title)
-    );
-    let mut legend_x = left;
-    for s in series {
-        let _ = writeln!(
-            svg,
-            r#"<rect x="{legend_x}" y="30" width="10" height="10" fill="{}"/><text x="{}" y="39">{}</text>"#,
-            s.colour,
-            legend_x + 14.0,
-            escape(&s.name)
-        );
-        legend_x += 20.0 + 7.0 * s.name.len() as f64;
-    }
-    for (i, category) in categories.iter().enumerate() {
-        let y0 = top + group * i as f64;
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            left - 8.0,
-            y0 + group / 2.0,
-            escape(category)
-        );
-        for (j, s) in series.iter().enumerate() {
-            let y = y0 + bar * j as f64;
-            match s.values.get(i).copied().flatten() {
-                Some(v) => {
-                    let w = width_of.width(v);
-                    let _ = writeln!(
-                        svg,
-                        r#"<rect x="{left}" y="{y}" width="{w:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{}">{} {}</text>"#,
-                        bar - 2.0,
-                        s.colour,
-                        left + w + 4.0,
-                        y + bar - 5.0,
-                        format_value(v),
-                        escape(unit)
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        svg,
-                        r#"<text x="{}" y="{}" fill="grey">not measured</text>"#,
-                        left + 4.0,
-                        y + bar - 5.0
-                    );
-                }
-            }
+/// A horizontal grouped bar chart: one band per category, one bar per
+/// series in it.
+struct Chart {
+    title: &'static str,
+    /// What the horizontal axis measures, with its unit.
+    axis: &'static str,
+    /// The unit after each bar's value.
+    unit: &'static str,
+    categories: Vec<String>,
+    series: Vec<Series>,
+    /// A line under the chart: what the bars and whiskers stand for.
+    note: String,
+}
+
+impl Series {
+    /// A series of `figure` for each of `rows`.
+    fn of(name: &str, colour: RGBColor, rows: &[&Row], figure: fn(&Row) -> Spread) -> Series {
+        Series {
+            name: name.to_owned(),
+            colour,
+            values: rows.iter().map(|r| Some(figure(r))).collect(),
         }
     }
-    let _ = writeln!(
-        svg,
-        r#"<line x1="{left}" y1="{}" x2="{left}" y2="{}" stroke="black"/>"#,
-        top - 4.0,
-        height - 16.0
-    );
-    svg.push_str("</svg>\n");
-    svg
 }
 
-/// How long a bar is for a value.
-struct Scale {
-    log: bool,
-    floor: f64,
-    max: f64,
-    plot: f64,
-}
+/// What the latency charts measure.
+const LATENCY_AXIS: &str = "milliseconds from connect to the server's close";
 
-impl Scale {
-    fn width(&self, v: f64) -> f64 {
-        let w = if self.log {
-            self.plot * (v.max(self.floor) / self.floor).ln() / (self.max / self.floor).ln()
-        } else {
-            self.plot * v / self.max
-        };
-        w.max(1.0)
-    }
-}
+// Colours from the palette of the book's diagrams.
+const BLUE_BAR: RGBColor = RGBColor(0x48, 0x78, 0xa8);
+const ORANGE_BAR: RGBColor = RGBColor(0xe4, 0x94, 0x44);
+const RED_BAR: RGBColor = RGBColor(0xd1, 0x61, 0x5d);
 
-/// A linear scale, unless the largest value is more than 20 times the
-/// median (10,000 idle connections under poll; a 28 s stall next to 5 ms):
-/// then a logarithmic one, so the small bars stay readable.
-fn scale(values: &[f64], plot: f64) -> Scale {
-    let max = values.iter().copied().fold(0.0f64, f64::max).max(1e-9);
+/// Generic families only: the SVG names no font file, so a browser draws
+/// it offline with its own sans-serif.
+const FONT: &str = "sans-serif";
+
+/// Font sizes as plotters takes them: its SVG backend writes 1/1.24 of
+/// the size asked for, so 17 is 13.7 px.
+const TEXT: u32 = 17;
+const TITLE: u32 = 22;
+
+/// Whether a chart needs a logarithmic axis: when its largest value is
+/// more than 20 times the median (10,000 idle connections under poll; a
+/// 19 s stall next to 3 ms), a linear one would shrink every other bar to
+/// a sliver.
+fn needs_log_scale(values: &[f64]) -> bool {
     let positive: Vec<f64> = values.iter().copied().filter(|v| *v > 0.0).collect();
-    let log = max > 20.0 * median(positive.clone());
-    let floor = positive.iter().copied().fold(max, f64::min) / 2.0;
-    Scale {
-        log,
-        floor: floor.max(1e-9),
-        max,
-        plot,
-    }
+    let max = positive.iter().copied().fold(0.0, f64::max);
+    !positive.is_empty() && max > 20.0 * median(positive)
 }
 
+/// A value as a bar's label: three significant digits or whole numbers.
 fn format_value(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -365,13 +330,181 @@ fn format_value(v: f64) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// A tick on the value axis: `0`, `5000`, `2.5`, `0.1`.
+fn format_tick(v: f64) -> String {
+    let rounded = (v * 1000.0).round() / 1000.0;
+    format!("{rounded}")
 }
 
-fn charts(rows: &[Row]) -> Vec<(&'static str, String)> {
+/// Draws `chart` as an SVG document.
+fn bar_chart(chart: &Chart) -> anyhow::Result<String> {
+    let bands = chart.categories.len();
+    let bar_height = 18;
+    let band_height = bar_height * chart.series.len() as u32 + 14;
+    let (width, height) = (800, 180 + band_height * bands as u32);
+    let all: Vec<f64> = chart
+        .series
+        .iter()
+        .flat_map(|s| s.values.iter().flatten())
+        .flat_map(|v| [v.min, v.median, v.max])
+        .collect();
+    let top = all.iter().copied().fold(0.0, f64::max);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        // Under the plot: the legend (where there is more than one series),
+        // then what the bars and whiskers stand for. Outside the plot, it
+        // can never hide a bar.
+        let footer_height = if chart.series.len() > 1 { 54 } else { 28 };
+        let (plot, footer) = root.split_vertically(height - footer_height);
+        let text = (FONT, TEXT).into_font();
+        if chart.series.len() > 1 {
+            let mut x = 212;
+            for series in &chart.series {
+                footer.draw(&Rectangle::new(
+                    [(x, 4), (x + 14, 18)],
+                    series.colour.filled(),
+                ))?;
+                footer.draw_text(&series.name, &text.color(&BLACK), (x + 20, 4))?;
+                x += 60 + 8 * series.name.len() as i32;
+            }
+        }
+        footer.draw_text(
+            &chart.note,
+            &text.color(&BLACK.mix(0.75)),
+            (12, footer_height as i32 - 22),
+        )?;
+        if needs_log_scale(&all) {
+            // Whole decades, from the one below the smallest value to past
+            // the largest, with room for its label.
+            let low = all.iter().copied().filter(|v| *v > 0.0).fold(top, f64::min);
+            let from = 10f64.powf((low / 1.1).log10().floor());
+            let to = 10f64.powf(top.log10() + 0.6);
+            let axis = format!("{} (logarithmic scale)", chart.axis);
+            draw_bars(&plot, chart, &axis, (from..to).log_scale(), from)?;
+        } else {
+            draw_bars(&plot, chart, chart.axis, 0.0..top * 1.2, 0.0)?;
+        }
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+/// Draws the bars of `chart` on `area`, along an axis `x` described as
+/// `axis`, whose bars start at `base` (0, or the left end of a logarithmic
+/// axis).
+fn draw_bars<X>(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    chart: &Chart,
+    axis: &str,
+    x: X,
+    base: f64,
+) -> anyhow::Result<()>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
+    // The vertical axis counts in hundredths of a band, one band per
+    // category, the first at the top (y runs upwards).
+    let bands = chart.categories.len() as i32;
+    // (The band of a category, and the category of a band.)
+    let band_of = |i: usize| (bands - 1 - i as i32) as usize;
+    let centres: Vec<i32> = (0..bands).map(|band| band * 100 + 50).collect();
+    let y = (0..bands * 100).with_key_points(centres);
+    let mut context = ChartBuilder::on(area)
+        .caption(
+            chart.title,
+            (FONT, TITLE).into_font().style(FontStyle::Bold),
+        )
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(50)
+        .y_label_area_size(200)
+        .build_cartesian_2d(x, y)?;
+    context
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_max_light_lines(2)
+        .light_line_style(BLACK.mix(0.05))
+        .bold_line_style(BLACK.mix(0.15))
+        .x_desc(axis)
+        .x_label_formatter(&|v| format_tick(*v))
+        .y_label_formatter(&|centre| chart.categories[band_of(*centre as usize / 100)].clone())
+        .label_style((FONT, TEXT))
+        .axis_desc_style((FONT, TEXT))
+        .draw()?;
+    // A band's bars fill 80 of its 100, from its top down in the order of
+    // the legend, each with a small gap.
+    let thickness = 80 / chart.series.len() as i32;
+    let value_style = (FONT, TEXT - 1)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (j, series) in chart.series.iter().enumerate() {
+        let colour = series.colour;
+        let bars: Vec<(i32, i32, Option<Spread>)> = series
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let top = band_of(i) as i32 * 100 + 90 - thickness * j as i32;
+                (top, top - thickness * 9 / 10, *value)
+            })
+            .collect();
+        context.draw_series(bars.iter().filter_map(|(upper, lower, value)| {
+            let v = (*value)?;
+            Some(Rectangle::new(
+                [(base, *upper), (v.median.max(base), *lower)],
+                colour.filled(),
+            ))
+        }))?;
+        // The whisker: from the lowest round to the highest, across the
+        // bar's end, with a dot at the median.
+        context.draw_series(bars.iter().filter_map(|(upper, lower, value)| {
+            let v = (*value)?;
+            Some(ErrorBar::new_horizontal(
+                (upper + lower) / 2,
+                v.min.max(base),
+                v.median.max(base),
+                v.max.max(base),
+                BLACK.stroke_width(1),
+                8,
+            ))
+        }))?;
+        // The median's value, right of the whisker; "not measured" where
+        // there is none.
+        context.draw_series(bars.iter().map(|(upper, lower, value)| {
+            let (at, text) = match value {
+                Some(v) => (
+                    v.max.max(base),
+                    format!("{} {}", format_value(v.median), chart.unit),
+                ),
+                None => (base, "not measured".to_owned()),
+            };
+            EmptyElement::at((at, (upper + lower) / 2))
+                + Text::new(text, (8, 0), value_style.clone())
+        }))?;
+    }
+    Ok(())
+}
+
+/// What the whiskers stand for, under every chart.
+fn note(rows: &[&Row]) -> String {
+    let rounds: Vec<usize> = rows.iter().map(|r| r.rounds).collect();
+    let (fewest, most) = (
+        rounds.iter().min().copied().unwrap_or(0),
+        rounds.iter().max().copied().unwrap_or(0),
+    );
+    let count = if fewest == most {
+        format!("{most}")
+    } else {
+        format!("{fewest} to {most}")
+    };
+    format!("Bars: the median of {count} rounds. Whiskers: the lowest to the highest round.")
+}
+
+fn charts(rows: &[Row]) -> anyhow::Result<Vec<(&'static str, String)>> {
     let servers: Vec<&Row> = rows
         .iter()
         .filter(|r| r.idle == 0 && is_side_by_side(r))
@@ -382,88 +515,83 @@ fn charts(rows: &[Row]) -> Vec<(&'static str, String)> {
         rows.iter()
             .find(|r| r.client == "loadgen" && r.label == label && r.idle == idle)
     };
+    let idle_rows: Vec<&Row> = names
+        .iter()
+        .filter_map(|n| with_idle(n, most_idle))
+        .collect();
     let mut out = vec![
         (
             "requests.svg",
-            bar_chart(
-                "Requests per second (loadgen -c 100; higher is better)",
-                "req/s",
-                &names,
-                &[Series {
-                    name: "no idle connections".to_owned(),
-                    colour: "#4878a8",
-                    values: servers.iter().map(|r| Some(r.rps)).collect(),
-                }],
-            ),
+            bar_chart(&Chart {
+                title: "Requests per second, 100 clients at once (higher is better)",
+                axis: "requests per second",
+                unit: "req/s",
+                categories: names.clone(),
+                series: vec![Series::of("no idle connections", BLUE_BAR, &servers, |r| {
+                    r.rps
+                })],
+                // One series, no legend: the note says what it is.
+                note: format!("No idle connections held. {}", note(&servers)),
+            })?,
         ),
         (
             "latency.svg",
-            bar_chart(
-                "Latency under 100 concurrent clients (lower is better)",
-                "ms",
-                &names,
-                &[
+            bar_chart(&Chart {
+                title: "Latency, 100 clients at once (lower is better)",
+                axis: LATENCY_AXIS,
+                unit: "ms",
+                categories: names.clone(),
+                series: vec![
+                    Series::of("p50", BLUE_BAR, &servers, |r| r.p50_ms),
+                    Series::of("p99", ORANGE_BAR, &servers, |r| r.p99_ms),
+                ],
+                note: note(&servers),
+            })?,
+        ),
+        (
+            "server-cpu.svg",
+            bar_chart(&Chart {
+                title: "Server CPU time per request (lower is better)",
+                axis: "microseconds of CPU per request",
+                unit: "µs",
+                categories: names.clone(),
+                series: vec![
                     Series {
-                        name: "p50".to_owned(),
-                        colour: "#4878a8",
-                        values: servers.iter().map(|r| Some(r.p50_ms)).collect(),
+                        name: "no idle connections".to_owned(),
+                        colour: BLUE_BAR,
+                        values: servers.iter().map(|r| r.server_cpu).collect(),
                     },
                     Series {
-                        name: "p99".to_owned(),
-                        colour: "#e49444",
-                        values: servers.iter().map(|r| Some(r.p99_ms)).collect(),
+                        name: format!("{most_idle} idle connections held"),
+                        colour: RED_BAR,
+                        values: names
+                            .iter()
+                            .map(|n| with_idle(n, most_idle).and_then(|r| r.server_cpu))
+                            .collect(),
                     },
                 ],
-            ),
+                note: note(&[servers.clone(), idle_rows].concat()),
+            })?,
         ),
     ];
-    out.push((
-        "server-cpu.svg",
-        bar_chart(
-            "Server CPU time per request (lower is better)",
-            "µs",
-            &names,
-            &[
-                Series {
-                    name: "no idle connections".to_owned(),
-                    colour: "#4878a8",
-                    values: servers.iter().map(|r| r.server_cpu).collect(),
-                },
-                Series {
-                    name: format!("{most_idle} idle connections held"),
-                    colour: "#d1615d",
-                    values: names
-                        .iter()
-                        .map(|n| with_idle(n, most_idle).and_then(|r| r.server_cpu))
-                        .collect(),
-                },
-            ],
-        ),
-    ));
     let backlog: Vec<&Row> = rows.iter().filter(|r| is_backlog(r)).collect();
     if !backlog.is_empty() {
         out.push((
             "backlog.svg",
-            bar_chart(
-                "Listen backlog: latency with 100 concurrent clients",
-                "ms",
-                &backlog.iter().map(|r| r.label.clone()).collect::<Vec<_>>(),
-                &[
-                    Series {
-                        name: "p99".to_owned(),
-                        colour: "#e49444",
-                        values: backlog.iter().map(|r| Some(r.p99_ms)).collect(),
-                    },
-                    Series {
-                        name: "max".to_owned(),
-                        colour: "#d1615d",
-                        values: backlog.iter().map(|r| Some(r.max_ms)).collect(),
-                    },
+            bar_chart(&Chart {
+                title: "Listen backlog of example04_epoll_edge: latency, 100 clients at once",
+                axis: LATENCY_AXIS,
+                unit: "ms",
+                categories: backlog.iter().map(|r| r.label.clone()).collect(),
+                series: vec![
+                    Series::of("p99", ORANGE_BAR, &backlog, |r| r.p99_ms),
+                    Series::of("max", RED_BAR, &backlog, |r| r.max_ms),
                 ],
-            ),
+                note: note(&backlog),
+            })?,
         ));
     }
-    out
+    Ok(out)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -488,7 +616,7 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut written = vec![args.out.join("tables.md")];
     std::fs::write(&written[0], tables(&machine, &rows))?;
-    for (name, svg) in charts(&rows) {
+    for (name, svg) in charts(&rows)? {
         let path = args.out.join(name);
         std::fs::write(&path, svg)?;
         written.push(path);
@@ -514,6 +642,8 @@ mod tests {
         }
     }
 
+    /// The median of an odd count is its middle value, of an even count
+    /// the mean of the two middle ones; of nothing, NaN.
     #[test]
     fn medians() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
@@ -521,6 +651,8 @@ mod tests {
         assert!(median(vec![]).is_nan());
     }
 
+    /// Runs with the same label are rounds of one row: its figures are
+    /// their median, lowest and highest, its counts their sums.
     #[test]
     fn rounds_of_one_measurement_are_summarised_together() {
         let runs = [
@@ -532,22 +664,36 @@ mod tests {
         let rows = summarise(&runs);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].label.as_str(), rows[0].rounds), ("a", 3));
-        assert_eq!(rows[0].rps, 20.0);
-        assert_eq!(rows[0].server_cpu, Some(6.0));
+        assert_eq!(
+            rows[0].rps,
+            Spread {
+                median: 20.0,
+                min: 10.0,
+                max: 30.0
+            }
+        );
+        assert_eq!(
+            rows[0].server_cpu,
+            Some(Spread {
+                median: 6.0,
+                min: 5.0,
+                max: 7.0
+            })
+        );
         assert_eq!(rows[0].completed, 30);
+        assert_eq!(Spread::of(Vec::new()), None);
     }
 
+    /// A chart turns logarithmic when one value dwarfs the rest, and
+    /// stays linear otherwise.
     #[test]
     fn scale_turns_logarithmic_for_outliers() {
-        let linear = scale(&[10.0, 20.0, 40.0], 100.0);
-        assert!(!linear.log);
-        assert_eq!(linear.width(20.0), 50.0);
-        let log = scale(&[20.0, 21.0, 22.0, 1000.0], 100.0);
-        assert!(log.log);
-        assert_eq!(log.width(1000.0), 100.0);
-        assert!(log.width(20.0) > 10.0, "small bars stay visible");
+        assert!(!needs_log_scale(&[10.0, 20.0, 40.0]));
+        assert!(needs_log_scale(&[20.0, 21.0, 22.0, 1000.0]));
+        assert!(!needs_log_scale(&[]));
     }
 
+    /// Each line of a run is a report or a note on the machine.
     #[test]
     fn lines_are_runs_or_machines() {
         let machine: Line = serde_json::from_str(r#"{"machine": "2 cores"}"#).unwrap();
@@ -556,14 +702,36 @@ mod tests {
         assert!(matches!(serde_json::from_str(&json).unwrap(), Line::Run(_)));
     }
 
+    /// Every chart is a whole SVG document that names every category
+    /// (escaped), says what its whiskers are, and needs nothing from
+    /// outside: no link, no script, no font file.
     #[test]
-    fn charts_are_svg_with_every_category() {
-        let rows = summarise(&[run("one & two", 10.0, 5.0), run("three", 20.0, 2.0)]);
-        for (name, svg) in charts(&rows) {
+    fn charts_are_offline_svg_with_every_category() {
+        let rows = summarise(&[
+            run("one & two", 10.0, 5.0),
+            run("three", 20.0, 2.0),
+            run("three", 24.0, 3.0),
+        ]);
+        for (name, svg) in charts(&rows).unwrap() {
             assert!(svg.starts_with("<svg"), "{name}");
             assert!(svg.trim_end().ends_with("</svg>"), "{name}");
             assert!(svg.contains("one &amp; two"), "{name}");
             assert!(svg.contains("three"), "{name}");
+            assert!(
+                svg.contains("Whiskers: the lowest to the highest round."),
+                "{name}"
+            );
+            assert!(svg.contains("1 to 2 rounds"), "{name}");
+            for outside in ["href", "<script", "@import", "url(", "<image"] {
+                assert!(!svg.contains(outside), "{name} holds {outside}");
+            }
+            let families = svg.matches("font-family=").count();
+            assert!(families > 0, "{name}: no text");
+            assert_eq!(
+                svg.matches("font-family=\"sans-serif\"").count(),
+                families,
+                "{name}: a font family other than sans-serif"
+            );
         }
     }
 }
