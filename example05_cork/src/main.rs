@@ -76,8 +76,8 @@ fn main() -> common::MainResult {
     let listener_token = token_of(&listener);
 
     // epoll_create1(2): a new epoll instance, itself a file descriptor. It
-    // holds the interest list (what we watch) and the ready list (what the
-    // kernel has found ready since we last asked).
+    // holds the interest list (what we watch) and the ready list (the
+    // watched fds the kernel has found ready, for epoll_wait to hand out).
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     // epoll_ctl(EPOLL_CTL_ADD): watch the listener for EPOLLIN, which on a
     // listening socket means "a connection is waiting in the accept queue".
