@@ -69,8 +69,8 @@ fn main() -> common::MainResult {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     // epoll_ctl(EPOLL_CTL_ADD): watch the listener for EPOLLIN, which on a
     // listening socket means "a connection is waiting in the accept queue".
-    // EPOLLET: report it when the queue goes from empty to not empty, not
-    // for as long as it is not empty.
+    // EPOLLET: report it when a new connection arrives, not for as long as
+    // the queue is not empty.
     let edge_in = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
     epoll.add(&listener, EpollEvent::new(edge_in, listener_token))?;
 
