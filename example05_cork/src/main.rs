@@ -96,8 +96,10 @@ fn main() -> common::MainResult {
     let mut accept_paused = false;
     loop {
         // epoll_wait(2): sleep until at least one watched fd is ready, and
-        // fill `events` with up to 64 of them. A signal interrupts the wait
-        // with EINTR, which nix returns as an error: just wait again.
+        // fill `events` with up to 64 of them. SIGINT and SIGTERM do not
+        // interrupt it (they are blocked, and wait in the signalfd), but a
+        // stop and continue does (Ctrl-Z, then fg): EINTR (signal(7)), which
+        // nix returns as an error. Just wait again.
         let timeout = if accept_paused {
             ACCEPT_PAUSE_MS.into()
         } else {
