@@ -11,7 +11,8 @@
 //!
 //! Run it with `cargo run -p example00_echo`, then type lines into
 //! `nc 127.0.0.1 8080`; each comes back. A second `nc` waits, its lines
-//! unanswered, until the first one quits (Ctrl-D).
+//! unanswered, until the first one quits (Ctrl-C: Debian's nc keeps the
+//! connection open after Ctrl-D unless it was started with -N).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

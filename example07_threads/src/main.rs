@@ -60,7 +60,7 @@ struct Args {
 /// and glibc's malloc gives threads that allocate an arena of their own (up
 /// to 8 per core, 64 MiB of address space each). With 500 idle clients the
 /// tests measured about 10 KiB more resident memory per thread, and VmSize
-/// up by some 890 MiB, nearly all of it reserved and never touched.
+/// up by some 870 MiB, nearly all of it reserved and never touched.
 const STACK_SIZE: usize = 64 * 1024;
 
 /// The answer to a client that comes when every thread is busy (or when

@@ -13,9 +13,11 @@
 //!   overwrites them with the answer), the kernel checks every fd up to the
 //!   highest, and the program scans the bitmaps for the ready ones: O(N)
 //!   three times. Worse, an fd of 1024 or more does not fit in the bitmap at
-//!   all: select cannot watch it. Writing past the bitmap, as C's FD_SET does
-//!   without a check, corrupts the memory next to it; this server refuses
-//!   such a connection instead.
+//!   all: select cannot watch it. In C, FD_SET with such an fd is undefined
+//!   behaviour (select(2), NOTES): unchecked, it writes past the bitmap;
+//!   in a program compiled with -D_FORTIFY_SOURCE and optimisation, glibc's
+//!   check (__fdelt_chk) aborts it. nix's `insert` panics. This server
+//!   refuses such a connection instead.
 //! - poll(2) takes an array of (fd, events) pairs, as long as it needs to
 //!   be: no 1024 limit. But the array is still passed in full on every call,
 //!   the kernel still checks every entry, and the program still scans every

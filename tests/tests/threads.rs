@@ -138,7 +138,7 @@ fn every_idle_connection_costs_a_thread_but_not_with_epoll() {
     assert_eq!(epoll_during.threads, 1);
 
     // Address space: each thread maps its 64 KiB stack and a guard page.
-    // (Measured here: about 890 MiB more, most of it glibc's malloc arenas,
+    // (Measured here: about 870 MiB more, most of it glibc's malloc arenas,
     // 64 MiB of reserved address space for each of up to 8 per core, which
     // threads that allocate get. Reserved, not used: see RSS.)
     let size_growth = during.size.saturating_sub(before.size);
