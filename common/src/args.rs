@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 /// reproduces the tutorial.
 pub const DEFAULT_BACKLOG: i32 = 1024;
 
+// ANCHOR: args
 /// Arguments shared by all servers.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
@@ -49,3 +50,4 @@ pub struct EpollArgs {
     #[arg(long)]
     pub trace: bool,
 }
+// ANCHOR_END: args
