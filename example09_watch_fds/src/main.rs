@@ -417,8 +417,8 @@ fn on_client(
             Next::Keep
         }
         Err(err) => {
-            // ECONNRESET: the client aborted (RST), epoll said
-            // EPOLLERR|EPOLLHUP.
+            // ECONNRESET: the client aborted (RST); epoll said
+            // EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLRDHUP, all at once.
             note(fd, format_args!("client {peer} is gone ({err}): closing"));
             Next::Forget
         }
