@@ -8,13 +8,16 @@ use std::net::SocketAddr;
 /// The listen(2) backlog when `--backlog` is not given.
 ///
 /// The HOWTO uses 1 and then explains, in its performance notes, that under
-/// 100 concurrent clients anything below 50 degrades: connections whose
-/// handshake finds the accept queue full are dropped and the client retries
-/// its SYN a second later. 1024 keeps 100 (or 1,000) simultaneous clients
-/// out of that trap; the kernel caps it at `net.core.somaxconn` (4096 on
-/// recent kernels). `--backlog 1` reproduces the tutorial.
+/// 100 concurrent clients anything below 50 degrades: a handshake whose SYN
+/// or final ACK finds the accept queue full is dropped, and completes only
+/// when a retransmission (of the SYN, the SYN-ACK or the client's request)
+/// finds room, a second later for a SYN, and often much more. 1024 keeps
+/// 100 (or 1,000) simultaneous clients out of that trap; the kernel caps it
+/// at `net.core.somaxconn` (4096 on recent kernels). `--backlog 1`
+/// reproduces the tutorial.
 pub const DEFAULT_BACKLOG: i32 = 1024;
 
+// ANCHOR: args
 /// Arguments shared by all servers.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
@@ -47,3 +50,4 @@ pub struct EpollArgs {
     #[arg(long)]
     pub trace: bool,
 }
+// ANCHOR_END: args

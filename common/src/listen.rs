@@ -30,7 +30,8 @@ pub fn listen(args: &ServerArgs) -> anyhow::Result<TcpListener> {
         .map_err(|err| explain_bind_error(err, &addr.to_string()))?;
 
     // listen(2): from now on the kernel completes TCP handshakes on this port
-    // by itself and queues the new connections, up to `backlog` of them,
+    // by itself and queues the new connections, up to `backlog` of them
+    // (Linux lets one more wait, and caps `backlog` at net.core.somaxconn),
     // until the program takes them with accept(2).
     socket
         .listen(args.backlog)

@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 
+// ANCHOR: request
 /// The most a request may hold before its end: 32 KiB.
 ///
 /// nginx allows request headers up to four buffers of 8 KiB
@@ -44,6 +45,7 @@ pub struct RequestBuffer {
     /// Index just past the terminator, once one is found.
     end: Option<usize>,
 }
+// ANCHOR_END: request
 
 impl RequestBuffer {
     pub fn new() -> Self {

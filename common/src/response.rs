@@ -4,6 +4,7 @@
 //! `Date`, two headers, and the body `Hello, world!`. We keep the same bytes
 //! so a reader can compare outputs with the Python programs byte for byte.
 
+// ANCHOR: responses
 /// The status line and headers, up to and including the blank line.
 ///
 /// Kept apart from the body because examples 05 and 06 write the response in
@@ -35,7 +36,9 @@ Content-Type: text/plain\r\n\
 Content-Length: 18\r\n\
 \r\n\
 Request too large\n";
+// ANCHOR_END: responses
 
+// ANCHOR: pending
 /// A response still being written: which bytes are left.
 ///
 /// A non-blocking `send` may take only part of what it is given (when the
@@ -49,6 +52,7 @@ pub struct PendingResponse {
     part: usize,
     offset: usize,
 }
+// ANCHOR_END: pending
 
 impl PendingResponse {
     /// The tutorial's response, written with as few `send` calls as the

@@ -6,12 +6,14 @@
 //! accept(2) returns.
 //!
 //! TCP_NODELAY turns off Nagle's algorithm (tcp(7)), which holds a small
-//! segment back while an earlier one is unacknowledged. The receiver delays
-//! its ACK (up to about 40 ms) hoping to piggyback it on data, so a small
-//! second send can wait for a delayed ACK. With one response per
-//! connection, as in the tutorial, it never does: closing the connection
-//! pushes the held bytes out at once. On a kept-alive connection every
-//! request after the first stalls about 40 ms; TCP_NODELAY removes that.
+//! segment back while an earlier one is unacknowledged. A Linux receiver
+//! acknowledges at once on a new connection, but once the exchange looks
+//! interactive it delays its ACK (40 ms at least) hoping to piggyback it on
+//! data, so a small second send can wait for that timer. With one response
+//! per connection, as in the tutorial, it never does: closing the
+//! connection pushes the held bytes out at once. On a kept-alive connection
+//! every request after the first stalls for the timer, about 44 ms here;
+//! TCP_NODELAY removes that.
 //!
 //! Run it with `cargo run -p example06_nodelay`, then `curl
 //! http://127.0.0.1:8080/`. `--no-nodelay` leaves Nagle on; `--keep-alive`

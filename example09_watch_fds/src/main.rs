@@ -116,10 +116,11 @@ enum Next {
 /// The events we ask for on every fd: readable, and (for sockets) "the peer
 /// has shut down its sending side". epoll adds EPOLLERR and EPOLLHUP itself.
 ///
-/// The Python registers with no mask, which means POLLIN|POLLPRI|POLLOUT.
-/// POLLOUT ("you may write") is true of an idle connection almost always,
-/// so with level-triggered epoll its `poll` returns at once, every time: the
-/// loop spins at 100% CPU. Ask only for what you will act on.
+/// The Python registers with no mask, which Python's `epoll.register` takes
+/// to mean EPOLLIN|EPOLLPRI|EPOLLOUT. EPOLLOUT ("you may write") is true of
+/// an idle connection almost always, so with level-triggered epoll its
+/// `e.poll()` returns at once, every time: the loop spins at 100% CPU. Ask
+/// only for what you will act on.
 const INTEREST: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLRDHUP);
 
 /// What inotify reports about the watched directory.
@@ -382,8 +383,8 @@ fn on_client(
             Next::Keep
         }
         Err(err) => {
-            // ECONNRESET: the client aborted (RST), epoll said
-            // EPOLLERR|EPOLLHUP.
+            // ECONNRESET: the client aborted (RST); epoll said
+            // EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLRDHUP, all at once.
             note(fd, format_args!("client {peer} is gone ({err}): closing"));
             Next::Forget
         }

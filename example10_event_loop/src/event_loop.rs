@@ -11,6 +11,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signalfd::SignalFd;
 
+// ANCHOR: handler
 /// Names one registered handler. The loop gives it out on
 /// [`register`](EventLoop::register) and epoll hands it back with each
 /// event.
@@ -48,6 +49,7 @@ pub trait Handler {
     /// non-blocking fds and treat `WouldBlock` as "nothing now".
     fn ready(&mut self, event_loop: &mut EventLoop, token: Token, events: EpollFlags) -> Control;
 }
+// ANCHOR_END: handler
 
 // ANCHOR: event_loop
 /// An epoll instance and the handlers of the fds it watches.

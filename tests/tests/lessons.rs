@@ -365,8 +365,10 @@ fn a_backlog_of_one_makes_the_third_client_wait_for_a_syn_retransmit() {
     // listen(2): the backlog caps the queue of connections that finished
     // their handshake and wait for accept(2). Linux queues backlog + 1, and
     // drops the SYN of a client that finds the queue full (the
-    // ListenOverflows counter); the client sends it again 1 s later, then
-    // 3 s, 7 s... That is the tutorial's `listen(1)` under a burst.
+    // ListenOverflows counter); the client sends it again 1 s later (on
+    // recent kernels 1 s apart for the first five times, then 2 s, 4 s...:
+    // net.ipv4.tcp_syn_linear_timeouts). That is the tutorial's `listen(1)`
+    // under a burst.
     let outcome = three_clients_at_a_stopped_server("1");
     let [first, second, (third_quick, third_retransmits)] = outcome[..] else {
         panic!("three clients: {outcome:?}");
