@@ -131,7 +131,7 @@ trace() {
     exec {trace_fd}<&- {stdout_fd}<&-
     tracer="" server="" tailer=""
 
-    normalise "$work/trace" >"$file"
+    normalise "$work/trace" >"$work/$file"
 }
 
 # normalise TRACE: the calls of the request, from the epoll_wait that
@@ -188,12 +188,17 @@ align() {
     }'
 }
 
-trace example03_epoll_level client_curl "$out/example03.txt"
-trace example04_epoll_edge client_curl "$out/example04.txt"
-trace example04_epoll_edge client_split "$out/example04-split.txt"
+trace example03_epoll_level client_curl example03.txt
+trace example04_epoll_edge client_curl example04.txt
+trace example04_epoll_edge client_split example04-split.txt
 
-# What edge-triggered changes, as a diff of the two traces.
+# The book shows each trace with its lines numbered (the chapter's notes
+# refer to them by number)...
+for file in example03.txt example04.txt example04-split.txt; do
+    awk '{ printf "%2d  %s\n", NR, $0 }' "$work/$file" >"$out/$file"
+done
+# ...and what edge-triggered changes, as a diff of the two traces.
 status=0
-(cd "$out" && LC_ALL=C diff -u --label example03.txt --label example04.txt \
-    example03.txt example04.txt >example03_to_example04.diff) || status=$?
+(cd "$work" && LC_ALL=C diff -u --label example03.txt --label example04.txt \
+    example03.txt example04.txt) >"$out/example03_to_example04.diff" || status=$?
 [ "$status" -le 1 ] || fail "diff failed"
