@@ -326,14 +326,36 @@ fn needs_of(include: &str) -> Result<Vec<Needs>, String> {
     Err("an include this test cannot place: teach needs_of about it".to_owned())
 }
 
+/// Which chapter teaches each program, as the introduction's table of the
+/// programs says (`| 3 | `example03_epoll_level` | [...](epoll-level.md) |`).
+fn teachers_of_programs() -> Vec<(String, String)> {
+    let text =
+        fs::read_to_string(root().join("book/src/introduction.md")).expect("introduction.md");
+    let mut teachers = Vec::new();
+    for line in text.lines().filter(|line| line.starts_with('|')) {
+        let krate = code_spans(line)
+            .into_iter()
+            .find(|span| root().join(span).join("Cargo.toml").is_file());
+        let chapter = line
+            .split_once("](")
+            .and_then(|(_, after)| after.split(')').next());
+        if let (Some(krate), Some(chapter)) = (krate, chapter) {
+            teachers.push((krate.to_owned(), chapter.to_owned()));
+        }
+    }
+    teachers
+}
+
 /// The book can be read in order: each chapter's listings (its
-/// `{{#include}}`s) show only code the reader has been taught. A crate is
-/// *taught* by the first chapter, in SUMMARY order, that includes its
-/// `src/main.rs`; that chapter and every later one may include any of its
-/// files, diffs and traces. A file of `common` is taught by the chapter
-/// [`COMMON_TEACHERS`] names. The unnumbered reference pages at the end of
-/// SUMMARY.md are exempt. A chapter may still *link* forward ("the event
-/// loop chapter shows..."): only listings are checked.
+/// `{{#include}}`s) show only code the reader has been taught. A program
+/// (a workspace crate) is *taught* by the chapter that the introduction's
+/// table of programs gives for it, and that chapter must show its
+/// `src/main.rs`; from there on, any chapter may include its files, its
+/// diffs and its traces. A file of `common`, which no chapter teaches
+/// whole, is taught by the chapter [`COMMON_TEACHERS`] names. The
+/// unnumbered reference pages at the end of SUMMARY.md are exempt. A
+/// chapter may still *link* forward ("the event loop chapter shows..."):
+/// only listings are checked.
 #[test]
 fn chapters_include_only_what_earlier_chapters_taught() {
     let Summary {
@@ -346,24 +368,27 @@ fn chapters_include_only_what_earlier_chapters_taught() {
     };
     let texts: Vec<String> = tutorial.iter().map(|chapter| text_of(chapter)).collect();
     let position = |chapter: &str| tutorial.iter().position(|c| c == chapter);
-
-    let mut taught: Vec<(String, usize)> = Vec::new();
-    for (at, text) in texts.iter().enumerate() {
-        for include in includes(text) {
-            let path = include.split(':').next().unwrap_or_default();
-            let Some(krate) = path
-                .strip_prefix("../../")
-                .and_then(|rest| rest.strip_suffix("/src/main.rs"))
-            else {
-                continue;
-            };
-            if !taught.iter().any(|(name, _)| name == krate) {
-                taught.push((krate.to_owned(), at));
-            }
-        }
-    }
+    let taught = teachers_of_programs();
+    assert!(
+        taught.len() > 5,
+        "the introduction's table of programs has too few rows: {taught:?}"
+    );
 
     let mut problems = Vec::new();
+    for (krate, chapter) in &taught {
+        let main = format!("../../{krate}/src/main.rs");
+        let shows_main = position(chapter).is_some_and(|at| {
+            includes(&texts[at])
+                .iter()
+                .any(|include| include.split(':').next() == Some(main.as_str()))
+        });
+        if !shows_main {
+            problems.push(format!(
+                "the introduction says {chapter} teaches {krate}, but {chapter} is not a \
+                 chapter of SUMMARY.md that shows {main}"
+            ));
+        }
+    }
     for (file, chapter) in COMMON_TEACHERS {
         if position(chapter).is_none() && !reference.iter().any(|r| r == chapter) {
             problems.push(format!(
@@ -389,7 +414,7 @@ fn chapters_include_only_what_earlier_chapters_taught() {
                         taught
                             .iter()
                             .find(|(name, _)| name == krate)
-                            .map(|&(_, at)| tutorial[at].as_str()),
+                            .map(|(_, chapter)| chapter.as_str()),
                     ),
                     Needs::CommonFile(file) => (
                         file.clone(),
@@ -402,7 +427,8 @@ fn chapters_include_only_what_earlier_chapters_taught() {
                 match teacher {
                     None => problems.push(format!(
                         "{chapter}: {include} shows {what}, which no chapter teaches \
-                         (for common/, add the file to COMMON_TEACHERS)"
+                         (add it to the introduction's table of programs, or, for \
+                         common/, to COMMON_TEACHERS)"
                     )),
                     Some(teacher) if position(teacher).is_some_and(|t| t > at) => {
                         problems.push(format!(
