@@ -48,7 +48,12 @@ trap cleanup EXIT
 
 fail() {
     echo "gen-strace: $*" >&2
-    [ -f "$work/trace" ] && tail -n 20 "$work/trace" >&2
+    for file in "$work/stderr" "$work/trace"; do
+        if [ -s "$file" ]; then
+            echo "--- the end of ${file##*/}:" >&2
+            tail -n 20 "$file" >&2
+        fi
+    done
     exit 1
 }
 
