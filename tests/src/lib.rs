@@ -5,6 +5,7 @@
 //! | module | holds |
 //! | --- | --- |
 //! | [`binaries`] | building the example binaries, so a clean `cargo test` works |
+//! | [`browser`] | headless Chromium: a page's DOM, a screenshot |
 //! | [`server`] | a running server: its port, its output, its fate |
 //! | [`command_line`] | running a binary to its end: `--help`, refused arguments |
 //! | [`client`] | requests, and the kernel's TCP_INFO counters for a socket |
@@ -13,9 +14,11 @@
 //! | [`process`] | what /proc says about a server: fds, threads, memory, CPU |
 //! | [`raw`] | a server on raw pipes, unread or read as bytes; a child killed when dropped |
 //! | [`targets`] | the table of servers that every-server tests run over |
+//! | [`tools`] | outside programs a test needs: skip, or fail under CI; temporary directories |
 //! | [`wait`] | bounded polling, for what has no readiness signal |
 
 pub mod binaries;
+pub mod browser;
 pub mod client;
 pub mod command_line;
 pub mod limits;
@@ -24,6 +27,7 @@ pub mod process;
 pub mod raw;
 pub mod server;
 pub mod targets;
+pub mod tools;
 pub mod wait;
 
 pub use binaries::binary;

@@ -4,14 +4,12 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use example10_event_loop::{Control, EpollFlags, EventLoop, Handler, Server as LoopServer, Token};
+use tests::browser::{chromium, dump_dom};
 use tests::client::PATIENCE;
 use tests::{RESPONSE, Server, request};
 
@@ -203,102 +201,6 @@ fn one_loop_runs_several_kinds_of_server() {
 
 // ---------------------------------------------------------------------------
 // A real browser.
-
-/// How long the browser may take to load one page before it is killed.
-const BROWSER_LIMIT: Duration = Duration::from_secs(60);
-
-/// A fresh directory for the browser's profile, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("{NAME}-chromium-{}-{nanos}", std::process::id());
-        let path = std::env::temp_dir().join(name);
-        std::fs::create_dir(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Debian's `chromium`, or None (after saying so loudly) when it is not
-/// installed. Under CI (`CI=true`) a missing browser fails the test:
-/// `.ci/run` installs it.
-fn chromium() -> Option<&'static str> {
-    let found = Command::new("chromium")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
-        return Some("chromium");
-    }
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("chromium is not installed, and CI=true: .ci/run should have installed it");
-    }
-    eprintln!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !! SKIPPED: the headless browser test needs Debian's `chromium`:      !!\n\
-         !!   apt-get update && apt-get install -y chromium                    !!\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-    None
-}
-
-/// Loads `url` in headless Chromium and returns the DOM it ends with: what
-/// the page shows. The browser and every process it started are killed if
-/// it takes longer than [`BROWSER_LIMIT`], and in any case when it returns.
-fn dump_dom(browser: &str, url: &str) -> String {
-    let profile = TempDir::new();
-    let mut child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-        ])
-        .arg(format!("--user-data-dir={}", profile.0.display()))
-        .args(["--dump-dom", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        // Its own process group, so that one kill reaches the renderer and
-        // helper processes too.
-        .process_group(0)
-        .spawn()
-        .expect("start chromium");
-    let group = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut dom = String::new();
-        let _ = stdout.read_to_string(&mut dom);
-        dom
-    });
-    let deadline = Instant::now() + BROWSER_LIMIT;
-    let finished = loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break true,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            _ => break false,
-        }
-    };
-    // killpg(3), kill(2) on the process group we created; the leader is
-    // our child, not reaped until the wait below, so its id is not reused.
-    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-    let _ = child.wait();
-    let dom = reader.join().unwrap();
-    assert!(finished, "chromium did not finish within {BROWSER_LIMIT:?}");
-    dom
-}
 
 /// The article shows the echo in a browser. A real one shows the path as
 /// text, markup included: with text/plain and nosniff, `<b>` is escaped in
