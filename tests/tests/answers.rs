@@ -274,4 +274,7 @@ servers! {
     example08_select = EXAMPLE08_SELECT: [one_request, lives_on, beside_a_silent_client];
     example08_poll = EXAMPLE08_POLL: [one_request, lives_on, beside_a_silent_client];
     example10_event_loop = EXAMPLE10: [one_request, lives_on, beside_a_silent_client];
+    example14_mio = EXAMPLE14: [one_request, lives_on, beside_a_silent_client];
+    example15_tokio = EXAMPLE15: [one_request, lives_on, beside_a_silent_client];
+    example15_tokio_multi_thread = EXAMPLE15_MULTI_THREAD: [one_request, lives_on, beside_a_silent_client];
 }
