@@ -58,7 +58,13 @@ struct Args {
 }
 
 // ANCHOR: connection
-/// What the server holds for one client (as in example 4).
+/// What the server holds for one client.
+///
+/// The Python keeps three dicts keyed by file descriptor (`connections`,
+/// `requests`, `responses`) and, on hang-up, deletes from only the first: the
+/// other two grow with every client ever served. One map of this struct
+/// cannot forget a part: removing the entry drops the socket (closing it),
+/// the request and the response together.
 struct Connection {
     stream: TcpStream,
     request: RequestBuffer,
@@ -75,39 +81,50 @@ const WAKER: Token = Token(usize::MAX);
 // ANCHOR: main
 fn main() -> common::MainResult {
     let args = Args::parse();
-    // Block SIGINT and SIGTERM before any thread starts (threads inherit
-    // the blocked set), so that they wait in a signalfd instead of killing
-    // the process. The stop thread below watches it.
+    // Block SIGINT and SIGTERM before anything else, so that from here on
+    // they wait in a file descriptor (signalfd) instead of killing the
+    // process. See common::signals. (Before the stop thread starts, too:
+    // threads inherit the blocked set.)
     let stop = common::stop_signals()?;
     let listener = common::listen(&args.epoll.server)?;
-    // O_NONBLOCK, as in example 4. mio's types assume it and never set it
-    // on a socket they are handed.
+    // O_NONBLOCK: accept(2) on this socket now fails with EAGAIN
+    // (io::ErrorKind::WouldBlock) instead of waiting for a client. mio
+    // assumes it of every socket it is handed, and does not set it.
     listener.set_nonblocking(true)?;
     let mut listener = TcpListener::from_std(listener);
+    // epoll tells us which file descriptor is ready by returning the 64-bit
+    // token we registered it with. Like the Python, we use the fd number.
     let listener_token = token_of(&listener);
 
-    // epoll_create1(EPOLL_CLOEXEC): the epoll instance, which mio calls a
-    // Poll. Its Registry is the epoll_ctl side of it.
+    // epoll_create1(2): a new epoll instance, itself a file descriptor. It
+    // holds the interest list (what we watch) and the ready list (what the
+    // kernel has found ready since we last asked). mio calls it a Poll, and
+    // the epoll_ctl side of it a Registry.
     let mut poll = Poll::new()?;
-    // epoll_ctl(EPOLL_CTL_ADD, EPOLLIN|EPOLLRDHUP|EPOLLET): mio has no
-    // level-triggered mode, and READABLE always asks for EPOLLRDHUP too.
+    // epoll_ctl(EPOLL_CTL_ADD): watch the listener for EPOLLIN, which on a
+    // listening socket means "a connection is waiting in the accept queue".
+    // mio adds EPOLLET to every registration (it has no level-triggered
+    // mode), and EPOLLRDHUP to every READABLE one.
     poll.registry()
         .register(&mut listener, listener_token, Interest::READABLE)?;
+    // Whether the listener is out of the interest list for a moment, after
+    // accept(2) ran out of file descriptors (see `accept_all`).
     let mut accept_paused = false;
 
-    // eventfd(0, EFD_CLOEXEC|EFD_NONBLOCK), then epoll_ctl(EPOLL_CTL_ADD,
-    // EPOLLIN|EPOLLRDHUP|EPOLLET) with the token WAKER. `wake` writes 1 to
-    // the eventfd's counter: it becomes readable, an edge, and epoll_wait
-    // returns the WAKER token.
+    // Stopping is one more event in the same loop, brought by another
+    // thread: eventfd(2), registered for EPOLLIN under the token WAKER.
+    // The stop thread's `wake` adds 1 to the eventfd's counter, which makes
+    // it readable: an edge, and epoll_wait returns WAKER.
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     wake_on_stop_signal(stop, Arc::clone(&waker))?;
 
     let mut connections: HashMap<Token, Connection> = HashMap::new();
     let mut events = Events::with_capacity(64);
     loop {
-        // epoll_wait(2), no timeout unless accepting is paused. mio does not
-        // retry EINTR (a stop and continue, SIGSTOP then SIGCONT, makes
-        // epoll_wait fail with it): wait again.
+        // epoll_wait(2): sleep until at least one watched fd is ready, and
+        // fill `events` with up to 64 of them. No timeout, except while
+        // accepting is paused. A signal interrupts the wait with EINTR,
+        // which mio returns as an error: just wait again.
         let timeout = accept_paused.then_some(ACCEPT_PAUSE);
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
@@ -126,13 +143,16 @@ fn main() -> common::MainResult {
             }
 
             if token == WAKER {
-                // The stop thread woke us: returning drops the connections,
-                // the Poll and the listener, closing every fd.
+                // Returning drops the connections, the Poll and the
+                // listener: every fd is closed, as the Python's `finally`
+                // blocks do.
                 return Ok(());
             }
             // ANCHOR: accept
             if token == listener_token {
-                // Edge-triggered: accept until the queue is empty.
+                // Edge-triggered: this one event may stand for many queued
+                // clients, and no second event comes for them. Accept until
+                // the queue is empty.
                 accept_paused = accept_all(poll.registry(), &mut listener, &mut connections)?;
                 continue;
             }
@@ -146,13 +166,14 @@ fn main() -> common::MainResult {
             } else if event.is_writable() {
                 on_writable(connection)
             } else {
-                // An error or hang-up reported alone.
+                // EPOLLHUP or EPOLLERR alone: the kernel reports these
+                // whatever we asked for.
                 Err(io::ErrorKind::ConnectionAborted.into())
             };
-            // A connection whose response is out is finished: example 4
-            // waits for the EPOLLHUP its shutdown causes, but mio cannot
-            // leave a socket registered for no event at all, and that
-            // EPOLLHUP would come at once anyway. Close it now.
+            // A connection whose response is out is finished. Example 4
+            // waits for the EPOLLHUP its shutdown causes; mio cannot leave a
+            // socket registered for no event at all, and that EPOLLHUP
+            // would come at once anyway: close it now.
             if outcome.is_err() || connection.response.is_done() {
                 close(poll.registry(), &mut connections, token);
             }
@@ -246,15 +267,17 @@ fn resume_accepting(
 // ANCHOR_END: accept_all
 
 // ANCHOR: register
-/// Starts watching a newly accepted connection.
+/// Starts watching a newly accepted connection (already non-blocking: see
+/// `accept_all`).
 fn register(
     registry: &Registry,
     connections: &mut HashMap<Token, Connection>,
     mut stream: TcpStream,
 ) {
     let token = token_of(&stream);
-    // epoll_ctl(EPOLL_CTL_ADD, EPOLLIN|EPOLLRDHUP|EPOLLET). Bytes already
-    // here when we register count as an edge too.
+    // Watch for EPOLLIN, edge-triggered: an event each time new bytes of
+    // the request arrive (or the client closes, which reads as 0 bytes).
+    // Bytes already here when we register count as an edge too.
     match registry.register(&mut stream, token, Interest::READABLE) {
         Ok(()) => {
             let connection = Connection {
@@ -271,8 +294,8 @@ fn register(
 // ANCHOR_END: register
 
 // ANCHOR: readable
-/// Readable: read everything that has arrived (as in example 4). An error
-/// means "close this client".
+/// EPOLLIN: read everything that has arrived. An error means "close this
+/// client".
 fn on_readable(
     registry: &Registry,
     token: Token,
@@ -280,12 +303,19 @@ fn on_readable(
     quiet: bool,
 ) -> io::Result<()> {
     let mut buffer = [0u8; 1024];
-    // Edge-triggered: read until EAGAIN, or mio reports nothing more.
+    // Edge-triggered: the event said "new bytes arrived", once. Read until
+    // EAGAIN: bytes left unread now would wait for the client to send more,
+    // which it will not do before it has its response.
     let progress = loop {
         let n = match connection.stream.read(&mut buffer) {
+            // 0 bytes: the client closed its side before its request was
+            // complete (a complete one would have ended the loop first).
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => n,
+            // EAGAIN: drained, and the request is not complete yet. The next
+            // bytes to arrive make the next edge.
             Err(err) if is_transient(&err) => return Ok(()),
+            // ECONNRESET and friends.
             Err(err) => return Err(err),
         };
         match connection.request.push(&buffer[..n]) {
@@ -298,35 +328,42 @@ fn on_readable(
         _ if !quiet => common::print_request(&connection.request),
         _ => {}
     }
-    // epoll_ctl(EPOLL_CTL_MOD, EPOLLOUT|EPOLLET): watch for room in the send
-    // buffer instead. The kernel re-checks readiness as it modifies the
-    // entry, so this reports at once if there is room.
+    // epoll_ctl(EPOLL_CTL_MOD): stop watching for EPOLLIN, watch for
+    // EPOLLOUT, which reports "the send buffer has room". Modifying the
+    // interest re-checks readiness, so this reports at once if there is room.
     registry.reregister(&mut connection.stream, token, Interest::WRITABLE)
 }
 // ANCHOR_END: readable
 
 // ANCHOR: writable
-/// Writable: send until the response is gone or the send buffer is full.
-/// Once it is gone, shut both directions down: the kernel sends FIN after
-/// the response, and the loop closes the socket.
+/// EPOLLOUT: send until the response is gone or the send buffer is full.
 fn on_writable(connection: &mut Connection) -> io::Result<()> {
+    // Edge-triggered: the event said "room appeared", once. Write until the
+    // response is sent or EAGAIN says the buffer is full again; then the
+    // next edge comes when the client has read enough to make room.
     while !connection.response.is_done() {
         match connection.stream.write(connection.response.unsent()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => connection.response.advance(n),
             Err(err) if is_transient(&err) => return Ok(()),
+            // EPIPE or ECONNRESET: the client has gone.
             Err(err) => return Err(err),
         }
     }
+    // Shut both directions down: the kernel sends FIN after the response.
+    // The loop then closes the socket.
     connection.stream.shutdown(Shutdown::Both)
 }
 // ANCHOR_END: writable
 
 // ANCHOR: close
-/// Forgets a client: stop watching its socket (epoll_ctl(EPOLL_CTL_DEL)),
-/// then close it. mio's sockets do not deregister themselves when dropped.
+/// Forgets a client: stop watching its socket, then close it.
 fn close(registry: &Registry, connections: &mut HashMap<Token, Connection>, token: Token) {
     if let Some(mut connection) = connections.remove(&token) {
+        // epoll_ctl(EPOLL_CTL_DEL). Closing the fd would also remove it from
+        // the interest list, but only if no other fd refers to the same
+        // socket: saying so explicitly is always right. (mio's sockets do
+        // not deregister themselves when dropped.)
         let _ = registry.deregister(&mut connection.stream);
         // `connection` is dropped here: close(2), exactly once.
     }
