@@ -60,6 +60,16 @@ if has example08_select_poll; then
         "example08_poll example08_select_poll --poller poll")
     build+=(-p example08_select_poll)
 fi
+if has example14_mio; then
+    SERVERS+=("example14_mio example14_mio")
+    build+=(-p example14_mio)
+fi
+if has example15_tokio; then
+    # Both runtimes: one thread, and one worker per CPU.
+    SERVERS+=("example15_tokio example15_tokio --runtime current-thread"
+        "example15_tokio_mt example15_tokio --runtime multi-thread")
+    build+=(-p example15_tokio)
+fi
 ONLY=${ONLY:-}
 wanted() { [[ -z $ONLY || " $ONLY " == *" $1 "* ]]; }
 if [[ -n $ONLY ]]; then
