@@ -96,6 +96,7 @@ fn main() -> common::MainResult {
     // token we registered it with. Like the Python, we use the fd number.
     let listener_token = token_of(&listener);
 
+    // ANCHOR: setup
     // epoll_create1(2): a new epoll instance, itself a file descriptor. It
     // holds the interest list (what we watch) and the ready list (what the
     // kernel has found ready since we last asked). mio calls it a Poll, and
@@ -117,10 +118,12 @@ fn main() -> common::MainResult {
     // it readable: an edge, and epoll_wait returns WAKER.
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     wake_on_stop_signal(stop, Arc::clone(&waker))?;
+    // ANCHOR_END: setup
 
     let mut connections: HashMap<Token, Connection> = HashMap::new();
     let mut events = Events::with_capacity(64);
     loop {
+        // ANCHOR: wait
         // epoll_wait(2): sleep until at least one watched fd is ready, and
         // fill `events` with up to 64 of them. No timeout, except while
         // accepting is paused. A signal interrupts the wait with EINTR,
@@ -135,6 +138,7 @@ fn main() -> common::MainResult {
             resume_accepting(poll.registry(), &mut listener, listener_token)?;
             accept_paused = false;
         }
+        // ANCHOR_END: wait
 
         for event in &events {
             let token = event.token();
@@ -161,6 +165,7 @@ fn main() -> common::MainResult {
             let Some(connection) = connections.get_mut(&token) else {
                 continue;
             };
+            // ANCHOR: dispatch
             let outcome = if event.is_readable() {
                 on_readable(poll.registry(), token, connection, args.epoll.server.quiet)
             } else if event.is_writable() {
@@ -177,6 +182,7 @@ fn main() -> common::MainResult {
             if outcome.is_err() || connection.response.is_done() {
                 close(poll.registry(), &mut connections, token);
             }
+            // ANCHOR_END: dispatch
         }
     }
 }

@@ -40,6 +40,7 @@ fn main() -> common::MainResult {
         .build()?;
     runtime.block_on(async {
         let listener = TcpListener::from_std(listener)?;
+        // ANCHOR: naive_loop
         loop {
             let (stream, _address) = if args.log_and_retry {
                 match listener.accept().await {
@@ -54,6 +55,7 @@ fn main() -> common::MainResult {
             };
             tokio::spawn(answer(stream));
         }
+        // ANCHOR_END: naive_loop
     })
 }
 

@@ -169,8 +169,10 @@ async fn answer(stream: &mut TcpStream, options: Options) -> io::Result<()> {
     let mut request = RequestBuffer::new();
     let mut buffer = [0u8; 1024];
     let response = loop {
-        // read(2). If it says EAGAIN, `.await` returns to the runtime, and
-        // this task is polled again when epoll reports new bytes.
+        // read(2), if tokio believes the socket readable (a new one is, at
+        // first). If not, or if read(2) says EAGAIN, `.await` returns to
+        // the runtime, and this task is polled again when epoll reports
+        // the socket readable.
         let n = stream.read(&mut buffer).await?;
         if options.trace {
             trace(stream, format_args!("read {n} bytes"));
