@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Parser)]
 #[command(version, mut_arg("trace", |arg| arg.help(
     "Print what each connection's task does when an .await completes \
-     (`fd 9: accepted`, `fd 9: read 78 bytes`, `fd 9: wrote 97 bytes`, \
+     (`fd 9: accepted`, `fd 9: read 79 bytes`, `fd 9: wrote 114 bytes`, \
      `fd 9: closed`), to stderr. tokio keeps its epoll events to itself: \
      `strace -f -e epoll_wait,epoll_ctl` shows them"
 )))]
@@ -205,7 +205,7 @@ async fn answer(stream: &mut TcpStream, options: Options) -> io::Result<()> {
 }
 // ANCHOR_END: serve
 
-/// Prints one step of a connection's task for `--trace`: `fd 9: read 78
+/// Prints one step of a connection's task for `--trace`: `fd 9: read 79
 /// bytes`.
 fn trace(stream: &TcpStream, what: std::fmt::Arguments<'_>) {
     let line = format!("fd {}: {what}\n", stream.as_raw_fd());
