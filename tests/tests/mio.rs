@@ -128,11 +128,11 @@ fn the_waker_wakes_the_loop_out_of_epoll_wait() {
         .wait_exit(PATIENCE)
         .unwrap_or_else(|| panic!("{NAME} still runs {PATIENCE:?} after SIGTERM"));
     assert_eq!(status.code(), Some(0), "{status}");
+    // (The trace may still be on its way through the pipe.)
     assert!(
-        server
-            .stderr()
+        server.wait_for_stderr(PATIENCE, |trace| trace
             .lines()
-            .any(|line| line == "waker: READABLE"),
+            .any(|line| line == "waker: READABLE")),
         "the loop did not wake for the Waker; trace:\n{}",
         server.stderr()
     );
