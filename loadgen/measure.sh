@@ -41,7 +41,9 @@ say() { printf '%s\n' "$*" >&2; }
 # client at a time (100 concurrent clients would measure only waiting);
 # steps 07 and 08 take part once their packages are in the workspace.
 mapfile -t PACKAGES < <(cargo metadata --no-deps --format-version 1 | jq -r '.packages[].name')
-has() { printf '%s\n' "${PACKAGES[@]}" | grep -qx "$1"; }
+# (Not `printf | grep -q`: under pipefail, grep -q leaving early can kill
+# printf with SIGPIPE and fail the test for a package that is there.)
+has() { [[ " ${PACKAGES[*]} " == *" $1 "* ]]; }
 SERVERS=(
     "example03_epoll_level example03_epoll_level"
     "example04_epoll_edge example04_epoll_edge"
@@ -59,6 +61,16 @@ if has example08_select_poll; then
     SERVERS+=("example08_select example08_select_poll --poller select"
         "example08_poll example08_select_poll --poller poll")
     build+=(-p example08_select_poll)
+fi
+if has example14_mio; then
+    SERVERS+=("example14_mio example14_mio")
+    build+=(-p example14_mio)
+fi
+if has example15_tokio; then
+    # Both runtimes: one thread, and one worker per CPU.
+    SERVERS+=("example15_tokio example15_tokio --runtime current-thread"
+        "example15_tokio_mt example15_tokio --runtime multi-thread")
+    build+=(-p example15_tokio)
 fi
 ONLY=${ONLY:-}
 wanted() { [[ -z $ONLY || " $ONLY " == *" $1 "* ]]; }

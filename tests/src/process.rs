@@ -117,27 +117,110 @@ pub fn run_and_wait(pid: u32) -> (Duration, Duration) {
     (Duration::from_nanos(run), Duration::from_nanos(wait))
 }
 
-/// Asserts that process `pid` does not spin over the next second: it uses
-/// under 300 ms of CPU time, and is on a CPU or waiting for one (runnable)
-/// under 500 ms of it. A server that waits (blocked, or pausing between
-/// retries) does neither; a busy loop is runnable all the time. On a busy
-/// machine a busy loop may get less than 100 ms of CPU in a second, but it
-/// spends the rest waiting for more, so the second bound still sees it.
-/// `who` names it in the failure.
+/// How busy a process was over one second: CPU time used, and time its
+/// threads were on a CPU or runnable, waiting for one.
+#[derive(Debug, Clone, Copy)]
+pub struct Busy {
+    pub used: Duration,
+    pub run: Duration,
+    pub wait: Duration,
+}
+
+impl Busy {
+    /// Watches process `pid` for one second.
+    pub fn over_a_second(pid: u32) -> Busy {
+        let (cpu_before, (run_before, wait_before)) = (cpu_time(pid), run_and_wait(pid));
+        std::thread::sleep(Duration::from_secs(1));
+        let (run_after, wait_after) = run_and_wait(pid);
+        Busy {
+            used: cpu_time(pid).saturating_sub(cpu_before),
+            // Saturating: a thread that exited took its counts with it.
+            run: run_after.saturating_sub(run_before),
+            wait: wait_after.saturating_sub(wait_before),
+        }
+    }
+
+    /// Whether that second looks like a busy loop: 300 ms of CPU or more,
+    /// or runnable (on a CPU, or waiting for one) for 500 ms or more. A
+    /// server that waits (blocked, or pausing between retries) does
+    /// neither; a busy loop is runnable all the time. On a busy machine a
+    /// busy loop may get less than 100 ms of CPU in a second, but it spends
+    /// the rest waiting for more, so the second bound still sees it.
+    pub fn spins(&self) -> bool {
+        self.used >= Duration::from_millis(300)
+            || self.run + self.wait >= Duration::from_millis(500)
+    }
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "in 1 s it used {:?} of CPU, and was runnable for {:?} ({:?} on a CPU, {:?} waiting for one)",
+            self.used,
+            self.run + self.wait,
+            self.run,
+            self.wait
+        )
+    }
+}
+
+/// Asserts that process `pid` does not spin over the next second (see
+/// [`Busy::spins`]). `who` names it in the failure.
 pub fn assert_not_spinning(pid: u32, who: &str) {
-    let (cpu_before, (run_before, wait_before)) = (cpu_time(pid), run_and_wait(pid));
-    std::thread::sleep(Duration::from_secs(1));
-    let (run_after, wait_after) = run_and_wait(pid);
-    let used = cpu_time(pid).saturating_sub(cpu_before);
-    // Saturating: a thread that exited took its counts with it.
-    let run = run_after.saturating_sub(run_before);
-    let wait = wait_after.saturating_sub(wait_before);
-    assert!(
-        used < Duration::from_millis(300) && run + wait < Duration::from_millis(500),
-        "{who} spins: in 1 s it used {used:?} of CPU, and was runnable for {:?} \
-         ({run:?} on a CPU, {wait:?} waiting for one)",
-        run + wait
-    );
+    let busy = Busy::over_a_second(pid);
+    assert!(!busy.spins(), "{who} spins: {busy}");
+}
+
+/// Each thread of process `pid`, with what it is doing, for assertions and
+/// failure messages: its id, its name, and the system call it is blocked
+/// in (the first field of /proc/PID/task/TID/syscall: a number, or
+/// `running`).
+pub fn thread_syscalls(pid: u32) -> Vec<(u32, String, String)> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut threads = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(tid) = task.file_name().to_string_lossy().parse() else {
+            continue;
+        };
+        let read = |file: &str| fs::read_to_string(task.path().join(file)).unwrap_or_default();
+        let syscall = read("syscall");
+        let number = syscall
+            .split_whitespace()
+            .next()
+            .unwrap_or("gone")
+            .to_owned();
+        threads.push((tid, read("comm").trim().to_owned(), number));
+    }
+    threads.sort();
+    threads
+}
+
+/// Whether `syscall`, a first field of /proc/PID/task/TID/syscall, is one
+/// of the calls that wait on an epoll instance: epoll_wait(2),
+/// epoll_pwait(2) or epoll_pwait2(2) (the numbers depend on the
+/// architecture).
+pub fn is_epoll_wait(syscall: &str) -> bool {
+    let Ok(number) = syscall.parse::<libc::c_long>() else {
+        return false;
+    };
+    #[cfg(target_arch = "x86_64")]
+    if number == libc::SYS_epoll_wait {
+        return true;
+    }
+    // epoll_pwait2 is 441 on every architecture that has it.
+    number == libc::SYS_epoll_pwait || number == 441
+}
+
+/// How many threads of process `pid` are asleep waiting on an epoll
+/// instance right now.
+pub fn threads_in_epoll_wait(pid: u32) -> usize {
+    thread_syscalls(pid)
+        .iter()
+        .filter(|(_, _, syscall)| is_epoll_wait(syscall))
+        .count()
 }
 
 /// What the epoll instances of process `pid` watch, as the kernel shows it

@@ -38,7 +38,29 @@ impl Server {
     /// Like [`start`](Self::start), with a chance to change the command
     /// first (environment, resource limits in `pre_exec`).
     pub fn start_with(name: &str, args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
-        let mut command = Command::new(crate::binary(name));
+        Server::launch(name, crate::binary(name), args, configure)
+    }
+
+    /// Like [`start_with`](Self::start_with), for the example program
+    /// `example` of package `package` (see [`crate::binaries::example`]).
+    pub fn start_example(
+        package: &str,
+        example: &str,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
+        let program = crate::binaries::example(package, example);
+        Server::launch(example, program, args, configure)
+    }
+
+    /// Starts `program`, called `name` in failure messages.
+    fn launch(
+        name: &str,
+        program: std::path::PathBuf,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
+        let mut command = Command::new(program);
         if !args.contains(&"--addr") {
             command.args(["--addr", "127.0.0.1:0"]);
         }

@@ -31,6 +31,10 @@ pub enum Model {
     Select,
     /// Many at once, one thread, poll(2) (example 8).
     Poll,
+    /// Many at once, on a fixed pool of threads that exist from the start
+    /// and take turns in one epoll_wait (tokio's multi-thread runtime,
+    /// example 15): the thread count is constant, but not one.
+    WorkerPool,
 }
 
 /// One server under test.
@@ -122,6 +126,17 @@ pub const EXAMPLE10: Target = Target {
     garbage_answer: b"HTTP/1.0 400 Bad Request\r\n",
 };
 
+pub const EXAMPLE14: Target = tutorial("example14_mio", "example14_mio", Model::Epoll);
+pub const EXAMPLE15: Target = tutorial("example15_tokio", "example15_tokio", Model::Epoll);
+pub const EXAMPLE15_MULTI_THREAD: Target = Target {
+    args: &["--runtime", "multi-thread"],
+    ..tutorial(
+        "example15_tokio --runtime multi-thread",
+        "example15_tokio",
+        Model::WorkerPool,
+    )
+};
+
 /// Every server that answers request after request (all but example 1,
 /// which answers one and exits; examples 0 and 9 are not HTTP servers).
 pub const SERVERS: &[Target] = &[
@@ -134,6 +149,9 @@ pub const SERVERS: &[Target] = &[
     EXAMPLE08_SELECT,
     EXAMPLE08_POLL,
     EXAMPLE10,
+    EXAMPLE14,
+    EXAMPLE15,
+    EXAMPLE15_MULTI_THREAD,
 ];
 
 /// Every HTTP server: example 1 and [`SERVERS`].

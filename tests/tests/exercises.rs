@@ -423,3 +423,77 @@ fn exercise_08_wait_stats() {
     );
     drop(idle);
 }
+
+/// Exercise 14: SIGUSR1 makes example14_mio print how many connections it
+/// holds (`3 connections open`) on stderr, and go on serving: the signal
+/// thread hands the request to the loop through a channel, and wakes it
+/// with the Waker.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_14_report() {
+    let mut server = Server::start("example14_mio", &["--quiet"]);
+    let clients: Vec<_> = (0..3).map(|_| connect(server.addr())).collect();
+    assert!(
+        tests::wait_until(PATIENCE, || server.connections() == 3),
+        "the server never held the three clients"
+    );
+    // Unsolved, SIGUSR1 ends the process: its default action.
+    server.signal(libc::SIGUSR1);
+    assert!(
+        server.wait_for_stderr(PATIENCE, |err| err.contains("3 connections open")),
+        "no `3 connections open` on stderr:\n{}",
+        server.stderr()
+    );
+    // Again, once they have gone: the thread carries on after a report.
+    drop(clients);
+    assert!(
+        tests::wait_until(PATIENCE, || server.connections() == 0),
+        "the clients' connections were not closed"
+    );
+    server.signal(libc::SIGUSR1);
+    assert!(
+        server.wait_for_stderr(PATIENCE, |err| err.contains("0 connections open")),
+        "no `0 connections open` on stderr:\n{}",
+        server.stderr()
+    );
+    assert_eq!(request(server.addr(), GET), RESPONSE);
+    // And SIGTERM still stops it cleanly.
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(PATIENCE).expect("SIGTERM stops it");
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// Exercise 15: example15_tokio `--request-timeout 1` closes a client that
+/// has not completed its request a second after connecting, on both
+/// runtimes, and still answers a client that completes it in time.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_15_request_timeout() {
+    for runtime in ["current-thread", "multi-thread"] {
+        let server = Server::start(
+            "example15_tokio",
+            &["--quiet", "--runtime", runtime, "--request-timeout", "1"],
+        );
+        let mut silent = connect(server.addr());
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        match silent.read_to_end(&mut answer) {
+            Ok(_) => assert!(answer.is_empty(), "{runtime}: {answer:?}"),
+            Err(err) if err.kind() == ErrorKind::ConnectionReset => {}
+            Err(err) => panic!("{runtime}: the silent client was not closed: {err}"),
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900),
+            "{runtime}: closed after {waited:?}, before its second was up"
+        );
+        // Half a request, a pause well inside the limit, the rest.
+        let mut slow = connect(server.addr());
+        slow.write_all(&GET[..10]).unwrap();
+        thread::sleep(Duration::from_millis(200));
+        slow.write_all(&GET[10..]).unwrap();
+        let mut response = Vec::new();
+        slow.read_to_end(&mut response).unwrap();
+        assert_eq!(response, RESPONSE, "{runtime}: the slow client");
+    }
+}
