@@ -28,6 +28,18 @@ pub fn fd_targets(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The fds of process `pid` that are sockets, from /proc/PID/fd alone: a
+/// quick look where [`connection_fds`], which reads the machine's whole
+/// /proc/net/tcp, can take seconds on a box with tens of thousands of
+/// sockets in TIME_WAIT. It counts listeners too: compare with a baseline.
+pub fn socket_fds(pid: u32) -> Vec<i32> {
+    fd_targets(pid)
+        .iter()
+        .filter(|fd| fd.contains(" -> socket:["))
+        .filter_map(|fd| fd.split_once(" -> ")?.0.parse().ok())
+        .collect()
+}
+
 /// A field of /proc/PID/status in its first unit (`Threads`, `VmRSS` in
 /// KiB, ...).
 pub fn status_field(pid: u32, field: &str) -> u64 {
