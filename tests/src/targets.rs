@@ -116,6 +116,18 @@ pub const EXAMPLE10: Target = Target {
     garbage_answer: b"HTTP/1.0 400 Bad Request\r\n",
 };
 
+/// Example 11 with a request timeout long enough for the table's tests,
+/// which hold idle and slow clients for seconds (10,000 of them, in
+/// robustness.rs). Its lesson, the timeout itself, is in timeouts.rs.
+pub const EXAMPLE11: Target = Target {
+    args: &["--request-timeout", "60"],
+    ..tutorial(
+        "example11_timeouts --request-timeout 60",
+        "example11_timeouts",
+        Model::Epoll,
+    )
+};
+
 /// Every server that answers request after request (all but example 1,
 /// which answers one and exits; examples 0 and 9 are not HTTP servers).
 pub const SERVERS: &[Target] = &[
@@ -128,6 +140,7 @@ pub const SERVERS: &[Target] = &[
     EXAMPLE08_SELECT,
     EXAMPLE08_POLL,
     EXAMPLE10,
+    EXAMPLE11,
 ];
 
 /// Every HTTP server: example 1 and [`SERVERS`].

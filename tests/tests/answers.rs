@@ -274,4 +274,5 @@ servers! {
     example08_select = EXAMPLE08_SELECT: [one_request, lives_on, beside_a_silent_client];
     example08_poll = EXAMPLE08_POLL: [one_request, lives_on, beside_a_silent_client];
     example10_event_loop = EXAMPLE10: [one_request, lives_on, beside_a_silent_client];
+    example11_timeouts = EXAMPLE11: [one_request, lives_on, beside_a_silent_client];
 }
