@@ -13,9 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tests::client::PATIENCE;
-use tests::command_line::assert_refused;
+use tests::command_line::{assert_help_mentions, assert_refused};
 use tests::limits::raise_nofile;
-use tests::process::{cpu_time, fd_count, socket_fds, status_field};
+use tests::process::{cpu_time, fd_count, run_and_wait, socket_fds, status_field};
 use tests::{GET, Holdings, RESPONSE, Server, connect, request, wait_until};
 
 const EXAMPLE11: &str = "example11_timeouts";
@@ -133,34 +133,41 @@ fn trickle(clients: &mut [SlowClient], duration: Duration) {
     }
 }
 
-/// One ordinary request: how long it took, and how much of that its
-/// thread spent runnable but without a CPU (the second field of
-/// /proc/thread-self/schedstat): on a busy machine, the part of a slow
-/// answer that was the client's own wait, not the server's.
+/// One ordinary request: how long it took, and how long, meanwhile, its
+/// thread and the server were runnable but without a CPU (the second field
+/// of schedstat in /proc): on a busy machine, what of a slow answer was
+/// waiting for a core rather than the server's doing. (A wait that began
+/// before the request counts whole when it ends during it: the server's
+/// figure can exceed `took`.)
 #[derive(Debug, Clone, Copy)]
 struct Timed {
     took: Duration,
-    waited_for_a_cpu: Duration,
+    client_waited: Duration,
+    server_waited: Duration,
 }
 
-/// This thread's time spent waiting on a runqueue so far.
+/// This thread's time spent waiting on a runqueue so far (zero where the
+/// kernel keeps no such count).
 fn cpu_wait_so_far() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    let waited: u64 = stat.split_whitespace().nth(1).unwrap().parse().unwrap();
-    Duration::from_nanos(waited)
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let waited = stat.split_whitespace().nth(1).and_then(|n| n.parse().ok());
+    Duration::from_nanos(waited.unwrap_or(0))
 }
 
-/// Sends ordinary requests one after another, 10 ms apart, until `stop`
-/// is set; returns how long each took.
-fn ordinary_requests(addr: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<Timed>> {
+/// Sends ordinary requests to `server` one after another, 10 ms apart,
+/// until `stop` is set; returns how long each took.
+fn ordinary_requests(server: &Server, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<Timed>> {
+    let (addr, pid) = (server.addr(), server.pid());
     thread::spawn(move || {
         let mut times = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            let (start, waited_before) = (Instant::now(), cpu_wait_so_far());
+            let (client_before, server_before) = (cpu_wait_so_far(), run_and_wait(pid).1);
+            let start = Instant::now();
             assert_eq!(request(addr, GET), RESPONSE);
             times.push(Timed {
                 took: start.elapsed(),
-                waited_for_a_cpu: cpu_wait_so_far() - waited_before,
+                client_waited: cpu_wait_so_far() - client_before,
+                server_waited: run_and_wait(pid).1.saturating_sub(server_before),
             });
             thread::sleep(Duration::from_millis(10));
         }
@@ -184,7 +191,7 @@ fn slowloris_clients_are_closed_on_time_while_others_are_served() {
     }
     let (server, baseline) = example11("2");
     let stop = Arc::new(AtomicBool::new(false));
-    let ordinary = ordinary_requests(server.addr(), Arc::clone(&stop));
+    let ordinary = ordinary_requests(&server, Arc::clone(&stop));
     let mut clients = connect_slow_clients(server.addr(), SLOW_CLIENTS);
     trickle(&mut clients, TIMEOUT * 3);
     stop.store(true, Ordering::Relaxed);
@@ -211,18 +218,17 @@ fn slowloris_clients_are_closed_on_time_while_others_are_served() {
 
     let slowest = *times.iter().max_by_key(|t| t.took).unwrap();
     eprintln!(
-        "{} ordinary requests meanwhile; the slowest took {:?} ({:?} of it waiting for a CPU)",
-        times.len(),
-        slowest.took,
-        slowest.waited_for_a_cpu
+        "{} ordinary requests meanwhile; the slowest: {slowest:?}",
+        times.len()
     );
     assert!(times.len() >= 20, "only {} ordinary requests", times.len());
     assert!(
         slowest.took < Duration::from_millis(100),
-        "an ordinary request took {:?} beside the slow clients; its client thread \
-         waited {:?} of that for a CPU",
+        "an ordinary request took {:?} beside the slow clients; meanwhile its client \
+         thread waited {:?} for a CPU, the server {:?}",
         slowest.took,
-        slowest.waited_for_a_cpu
+        slowest.client_waited,
+        slowest.server_waited
     );
     // The server has let go of them all, though their ends are still open
     // here: what it holds does not depend on the clients' goodwill.
@@ -290,14 +296,17 @@ fn a_stale_deadline_never_closes_a_newer_connection_on_the_same_fd() {
     let (server, _) = example11("2");
 
     let listener = socket_fds(server.pid());
-    let mut p = connect(server.addr());
+    // Each `_connected` is taken before connect(2), so before the accept
+    // that starts the deadline; `a_accepted` once the server holds A's fd,
+    // so after it.
     let p_connected = Instant::now();
+    let mut p = connect(server.addr());
     let p_fd = new_socket_fd(&server, &listener);
     let listener_and_p = [&listener[..], &[p_fd]].concat();
 
     let mut a = connect(server.addr());
-    let a_connected = Instant::now();
     let a_fd = new_socket_fd(&server, &listener_and_p);
+    let a_accepted = Instant::now();
     assert_eq!(tests::exchange(&mut a, GET).unwrap(), RESPONSE);
     assert!(
         wait_until(PATIENCE, || socket_fds(server.pid()).len()
@@ -308,8 +317,8 @@ fn a_stale_deadline_never_closes_a_newer_connection_on_the_same_fd() {
     // A second later than P, B's deadline is a second later than P's (and
     // A's).
     thread::sleep(Duration::from_secs(1));
-    let mut b = connect(server.addr());
     let b_connected = Instant::now();
+    let mut b = connect(server.addr());
     let b_fd = new_socket_fd(&server, &listener_and_p);
     assert_eq!(b_fd, a_fd, "B did not get A's fd number; the test needs it");
     b.write_all(&GET[..8]).unwrap();
@@ -323,7 +332,7 @@ fn a_stale_deadline_never_closes_a_newer_connection_on_the_same_fd() {
     // Let A's deadline pass too (it follows P's by the few milliseconds
     // between their connects): here, a wait is what is being tested.
     thread::sleep(
-        (a_connected + timeout + Duration::from_millis(300))
+        (a_accepted + timeout + Duration::from_millis(300))
             .saturating_duration_since(Instant::now()),
     );
     // B's own deadline is still ahead: its request is in time.
@@ -427,6 +436,21 @@ fn ten_thousand_idle_connections_expire_at_a_bounded_cost() {
 
 // ---------------------------------------------------------------------------
 // The command line.
+
+/// `--help` says what the timeout is, and what `--trace` adds.
+#[test]
+fn help_describes_the_request_timeout() {
+    assert_help_mentions(
+        EXAMPLE11,
+        &[
+            "--request-timeout",
+            "[default: 10]",
+            "client_header_timeout",
+            "--trace",
+            "each timeout is printed",
+        ],
+    );
+}
 
 #[test]
 fn request_timeouts_that_mean_nothing_are_refused() {
