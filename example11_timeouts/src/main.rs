@@ -2,7 +2,8 @@
 //!
 //! Example 4 serves a client that never finishes its request for ever: a
 //! thousand such clients hold a thousand file descriptors (the "slowloris"
-//! attack, which trickles a byte now and then so that no read ever fails).
+//! attack, which trickles a byte now and then so that the connection never
+//! looks idle).
 //! Here every connection gets a deadline when it is accepted: if its request
 //! is not complete by then, the server closes it without an answer, as
 //! nginx does when its `client_header_timeout` runs out.
@@ -15,9 +16,9 @@
 //! only. Nothing here walks over every connection.
 //!
 //! Run it with `cargo run -p example11_timeouts -- --request-timeout 5`,
-//! then `nc 127.0.0.1 8080` and type nothing: after 5 seconds the server
-//! closes the connection. Add `--trace` to see every event epoll reports,
-//! and every timeout.
+//! then `time nc -d 127.0.0.1 8080` (`-d`: send nothing): after 5 seconds
+//! the server closes the connection, and nc exits. Add `--trace` to see
+//! every event epoll reports, and every timeout.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
