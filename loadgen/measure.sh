@@ -62,6 +62,13 @@ if has example08_select_poll; then
         "example08_poll example08_select_poll --poller poll")
     build+=(-p example08_select_poll)
 fi
+if has example11_timeouts; then
+    # A request timeout longer than any run, so that the idle connections
+    # stay: its idle rows are then CPU per request with IDLE deadlines
+    # pending, beside example04's with none.
+    SERVERS+=("example11_timeouts example11_timeouts --request-timeout 600")
+    build+=(-p example11_timeouts)
+fi
 if has example14_mio; then
     SERVERS+=("example14_mio example14_mio")
     build+=(-p example14_mio)

@@ -83,6 +83,17 @@ fn contenders() -> Vec<Contender> {
             max_connections: usize::MAX,
         });
     }
+    if exists("example11_timeouts") {
+        all.push(Contender {
+            name: "example11_timeouts",
+            binary: "example11_timeouts",
+            // Longer than any group runs: the idle connections stay, and
+            // idle_scaling measures requests with that many deadlines
+            // pending.
+            args: &["--quiet", "--request-timeout", "600"],
+            max_connections: usize::MAX,
+        });
+    }
     all
 }
 

@@ -49,6 +49,18 @@ fn fds(pid: u32) -> Vec<(i32, FDTarget)> {
         .collect()
 }
 
+/// The fds of process `pid` that are sockets, from /proc/PID/fd alone: a
+/// quick look where [`connection_fds`], which reads the machine's whole
+/// /proc/net/tcp, can take seconds on a box with tens of thousands of
+/// sockets in TIME_WAIT. It counts listeners too: compare with a baseline.
+pub fn socket_fds(pid: u32) -> Vec<i32> {
+    fds(pid)
+        .into_iter()
+        .filter(|(_, target)| matches!(target, FDTarget::Socket(_)))
+        .map(|(fd, _)| fd)
+        .collect()
+}
+
 /// /proc/PID/status: `threads`, and memory in KiB (`vmrss`, `vmhwm` the
 /// peak resident memory, `vmsize`).
 pub fn status(pid: u32) -> Status {

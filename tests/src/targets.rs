@@ -126,6 +126,17 @@ pub const EXAMPLE10: Target = Target {
     garbage_answer: b"HTTP/1.0 400 Bad Request\r\n",
 };
 
+/// Example 11 with a request timeout long enough for the table's tests,
+/// which hold idle and slow clients for seconds (10,000 of them, in
+/// robustness.rs). Its lesson, the timeout itself, is in timeouts.rs.
+pub const EXAMPLE11: Target = Target {
+    args: &["--request-timeout", "60"],
+    ..tutorial(
+        "example11_timeouts --request-timeout 60",
+        "example11_timeouts",
+        Model::Epoll,
+    )
+};
 pub const EXAMPLE14: Target = tutorial("example14_mio", "example14_mio", Model::Epoll);
 pub const EXAMPLE15: Target = tutorial("example15_tokio", "example15_tokio", Model::Epoll);
 pub const EXAMPLE15_MULTI_THREAD: Target = Target {
@@ -149,6 +160,7 @@ pub const SERVERS: &[Target] = &[
     EXAMPLE08_SELECT,
     EXAMPLE08_POLL,
     EXAMPLE10,
+    EXAMPLE11,
     EXAMPLE14,
     EXAMPLE15,
     EXAMPLE15_MULTI_THREAD,

@@ -424,6 +424,68 @@ fn exercise_08_wait_stats() {
     drop(idle);
 }
 
+/// How long after `since` the server closed `stream` (a read of 0 bytes
+/// or a reset), or a failure if it answered or had not closed within
+/// PATIENCE.
+fn closed_after(stream: &mut std::net::TcpStream, since: Instant, who: &str) -> Duration {
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => assert!(
+            answer.is_empty(),
+            "{who} was answered: {:?}",
+            String::from_utf8_lossy(&answer)
+        ),
+        Err(err) if err.kind() == ErrorKind::ConnectionReset => {}
+        Err(err) => panic!("{who} was not closed: {err}"),
+    }
+    since.elapsed()
+}
+
+/// Exercise 11: example11 closes a connection that has sent nothing
+/// within --first-byte-timeout, even when deadlines of the other length
+/// come before it in the order of accepts, and holds one that has sent a
+/// byte to its --request-timeout.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_11_first_byte_timeout() {
+    tests::command_line::assert_help_mentions("example11_timeouts", &["--first-byte-timeout"]);
+    let server = Server::start(
+        "example11_timeouts",
+        &[
+            "--quiet",
+            "--request-timeout",
+            "4",
+            "--first-byte-timeout",
+            "1",
+        ],
+    );
+    // X and Z each send a byte at once: the request timeout is theirs.
+    let mut x = connect(server.addr());
+    x.write_all(&GET[..1]).unwrap();
+    let z_connected = Instant::now();
+    let mut z = connect(server.addr());
+    z.write_all(&GET[..1]).unwrap();
+    // Y, accepted after them, sends nothing.
+    let y_connected = Instant::now();
+    let mut y = connect(server.addr());
+    let y_closed = closed_after(&mut y, y_connected, "Y, silent");
+    assert!(
+        (Duration::from_secs(1)..Duration::from_millis(2500)).contains(&y_closed),
+        "Y, silent, was closed {y_closed:?} after its connect, not 1 s (to 2.5 s)"
+    );
+    // X has sent a byte: it is still open, and its request, finished now,
+    // in time, is answered.
+    x.write_all(&GET[1..]).unwrap();
+    read_one_response(&mut x, "X, which sent a byte at once");
+    // Z never finishes: the request timeout closes it.
+    let z_closed = closed_after(&mut z, z_connected, "Z, one byte sent");
+    assert!(
+        (Duration::from_secs(4)..Duration::from_millis(5500)).contains(&z_closed),
+        "Z, one byte sent, was closed {z_closed:?} after its connect, not 4 s (to 5.5 s)"
+    );
+}
+
 /// Exercise 14: SIGUSR1 makes example14_mio print how many connections it
 /// holds (`3 connections open`) on stderr, and go on serving: the signal
 /// thread hands the request to the loop through a channel, and wakes it
