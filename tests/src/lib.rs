@@ -5,6 +5,7 @@
 //! | module | holds |
 //! | --- | --- |
 //! | [`binaries`] | building the example binaries, so a clean `cargo test` works |
+//! | [`chat`] | the chat server's clients: join, say, read lines; numbered lines to check |
 //! | [`server`] | a running server: its port, its output, its fate |
 //! | [`command_line`] | running a binary to its end: `--help`, refused arguments |
 //! | [`client`] | requests, and the kernel's TCP_INFO counters for a socket |
@@ -16,6 +17,7 @@
 //! | [`wait`] | bounded polling, for what has no readiness signal |
 
 pub mod binaries;
+pub mod chat;
 pub mod client;
 pub mod command_line;
 pub mod limits;
