@@ -95,6 +95,12 @@ struct Client {
     /// Whether EPOLLOUT is in this client's interest: exactly while
     /// `queue` is not empty.
     watching_out: bool,
+    /// A write failed (ECONNRESET, EPIPE): the client has gone, and
+    /// nothing more is queued or written for it. It is removed where its
+    /// reads end, not here: a reset raises EPOLLERR and EPOLLHUP on its
+    /// socket, and the read that event calls for first passes on the
+    /// lines it sent before it went, still in the kernel.
+    gone: bool,
 }
 // ANCHOR_END: client
 
@@ -102,7 +108,7 @@ struct Client {
 enum Leaving {
     /// It closed its side (read returned 0).
     HungUp,
-    /// A read or a write failed: ECONNRESET, EPIPE.
+    /// A read failed: ECONNRESET, most often.
     Failed(io::Error),
     /// It was owed more than --max-queue.
     FellBehind(usize),
@@ -210,6 +216,7 @@ impl Room {
             written: 0,
             owed: 0,
             watching_out: false,
+            gone: false,
         };
         let others = match self.clients.len() {
             1 => "1 other client".to_owned(),
@@ -279,8 +286,8 @@ impl Room {
     ///
     /// The bytes are copied once, into one shared buffer; each queue gets
     /// a pointer to it. Sending them can end a client (its queue passes
-    /// the cap, or its write fails), and its leaving is news for the others:
-    /// another broadcast. So this loop only notes who must go, and they go
+    /// the cap), and its leaving is news for the others: another
+    /// broadcast. So this loop only notes who must go, and they go
     /// after it: removing entries from the map while iterating over it is
     /// what the borrow checker forbids, and for good reason.
     fn broadcast(&mut self, epoll: &Epoll, from: Option<u64>, bytes: Vec<u8>) {
@@ -309,9 +316,7 @@ impl Room {
         let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
-        if let Err(err) = client.flush(epoll, token) {
-            self.leave(epoll, token, Leaving::Failed(err));
-        }
+        client.flush(epoll, token);
     }
     // ANCHOR_END: writable
 
@@ -341,9 +346,7 @@ impl Room {
             // It is listening, and may still be owed lines: write what its
             // socket takes now. Dropping the stream then closes it, and the
             // kernel sends FIN after those bytes.
-            Leaving::HungUp => {
-                let _ = client.flush(epoll, token);
-            }
+            Leaving::HungUp => client.flush(epoll, token),
             // Told why, in the last line it gets. Its input is not read to
             // the end, so close(2) sends RST instead of FIN (tcp(7)); the
             // client's kernel still keeps the line for it to read.
@@ -409,8 +412,7 @@ impl Client {
 
     // ANCHOR: send
     /// Queues `part` for this client, and writes what its socket takes.
-    /// `Err` when it is owed more than `max_queue` bytes, or the write
-    /// failed: the client must go.
+    /// `Err` when it is owed more than `max_queue` bytes: it must go.
     fn send(
         &mut self,
         epoll: &Epoll,
@@ -418,6 +420,9 @@ impl Client {
         part: Rc<[u8]>,
         max_queue: usize,
     ) -> Result<(), Leaving> {
+        if self.gone {
+            return Ok(());
+        }
         let was_empty = self.queue.is_empty();
         self.owed += part.len();
         self.queue.push_back(part);
@@ -426,7 +431,7 @@ impl Client {
         // only hear EAGAIN again. A client that never reads costs one
         // push here per line, and no system call.
         if was_empty {
-            self.flush(epoll, token).map_err(Leaving::Failed)?;
+            self.flush(epoll, token);
         }
         if self.owed > max_queue {
             return Err(Leaving::FellBehind(self.owed));
@@ -438,8 +443,8 @@ impl Client {
     // ANCHOR: flush
     /// Writes the queue until it is empty or the socket is full (EAGAIN),
     /// then watches EPOLLOUT if, and only if, something is left.
-    fn flush(&mut self, epoll: &Epoll, token: u64) -> io::Result<()> {
-        while !self.queue.is_empty() {
+    fn flush(&mut self, epoll: &Epoll, token: u64) {
+        while !self.queue.is_empty() && !self.gone {
             // writev(2): up to WRITE_PARTS parts in one system call, the
             // first from where the last write stopped.
             let mut parts = [IoSlice::new(&[]); WRITE_PARTS];
@@ -450,13 +455,12 @@ impl Client {
                 count += 1;
             }
             match self.stream.write_vectored(&parts[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.advance(n),
+                Ok(n) if n > 0 => self.advance(n),
                 // EAGAIN: the send buffer is full. EPOLLOUT says when the
                 // client has read enough to make room.
                 Err(err) if is_transient(&err) => break,
-                // EPIPE, ECONNRESET: the client has gone.
-                Err(err) => return Err(err),
+                // EPIPE, ECONNRESET: the client has gone (see `gone`).
+                _ => self.stop_writing(),
             }
         }
         let want_out = !self.queue.is_empty();
@@ -469,12 +473,21 @@ impl Client {
             if want_out {
                 flags |= EpollFlags::EPOLLOUT;
             }
-            epoll.modify(&self.stream, &mut EpollEvent::new(flags, token))?;
-            self.watching_out = want_out;
+            match epoll.modify(&self.stream, &mut EpollEvent::new(flags, token)) {
+                Ok(()) => self.watching_out = want_out,
+                // ENOMEM: nothing could tell us when to write again.
+                Err(_) => self.stop_writing(),
+            }
         }
-        Ok(())
     }
     // ANCHOR_END: flush
+
+    /// Gives up writing to this client: see `gone`.
+    fn stop_writing(&mut self) {
+        self.gone = true;
+        self.queue.clear();
+        (self.owed, self.written) = (0, 0);
+    }
 
     /// Forgets the first `n` bytes of the queue, which the kernel took.
     fn advance(&mut self, mut n: usize) {

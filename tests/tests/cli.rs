@@ -3,12 +3,12 @@
 
 use tests::CONCURRENT_SERVERS;
 use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
-use tests::targets::{binaries, every_server};
+use tests::targets::{NOT_HTTP, binaries, every_server};
 
 /// The shared options, and how to stop the server.
 #[test]
 fn help_describes_every_option() {
-    for name in binaries() {
+    for name in binaries().into_iter().chain(NOT_HTTP.iter().copied()) {
         assert_help_mentions(
             name,
             &[
@@ -23,17 +23,18 @@ fn help_describes_every_option() {
     }
 }
 
-/// Examples 3 to 6, the epoll servers of the HOWTO, can print every event.
+/// Examples 3 to 6, the epoll servers of the HOWTO, can print every event,
+/// and so can the epoll servers that speak no HTTP.
 #[test]
 fn epoll_servers_offer_trace() {
-    for name in CONCURRENT_SERVERS {
+    for name in CONCURRENT_SERVERS.iter().chain(NOT_HTTP) {
         assert_help_mentions(name, &["--trace"]);
     }
 }
 
 #[test]
 fn bad_arguments_are_refused_with_a_message() {
-    for name in binaries() {
+    for name in binaries().into_iter().chain(NOT_HTTP.iter().copied()) {
         for args in [
             &["--backlog", "0"][..],
             &["--addr", "nowhere"][..],
