@@ -197,9 +197,10 @@ impl Room {
     fn join(&mut self, epoll: &Epoll, stream: TcpStream, address: SocketAddr) {
         let token = token_of(&stream);
         let watched = stream.set_nonblocking(true).and_then(|()| {
-            // EPOLLIN only: this client is owed nothing yet, and watching
-            // EPOLLOUT would report room in its (empty) send buffer at
-            // every ACK, for nothing.
+            // EPOLLIN only: this client is owed nothing yet. With
+            // EPOLLOUT, epoll would report its socket writable along with
+            // its other events, and after some of our writes: wakeups for
+            // nothing (`flush` adds EPOLLOUT when it is needed).
             let interest = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, token);
             epoll.add(&stream, interest).map_err(io::Error::from)
         });
