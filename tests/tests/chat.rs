@@ -464,3 +464,32 @@ fn writes_that_fit_cost_no_epollout_wakeups() {
         "EPOLLOUT reported {outs} times for writes that all fit"
     );
 }
+
+/// The chat's load generator (loadgen/chat.sh runs it) against the real
+/// server: 5 readers, 2 of them sending 2,000 lines each, and a client
+/// that never reads. Every line reaches the 4 other readers, and the
+/// report carries the server's CPU time and memory. (Speed is measured by
+/// loadgen/chat.sh, not here.)
+#[test]
+fn the_chat_load_generator_delivers_every_line() {
+    use loadgen::chat::{ChatConfig, run};
+    let server = Server::start(CHAT, &["--quiet"]);
+    let config = ChatConfig {
+        addr: server.addr(),
+        readers: 5,
+        senders: 2,
+        lines: 2_000,
+        line_bytes: 100,
+        stalled: 1,
+        server_pid: Some(server.pid()),
+        timeout: PATIENCE,
+    };
+    let report = run(&config, "smoke").unwrap_or_else(|err| panic!("{err:#}"));
+    assert_eq!(report.lines_delivered, 2_000 * 2 * 4);
+    // Each line and its sender's name, `client N: `, at least.
+    assert!(report.bytes_delivered >= report.lines_delivered * 110);
+    assert!(report.lines_per_s > 0.0);
+    assert!(report.server_cpu_ns_per_line.is_some());
+    assert!(report.server_peak_rss_kib >= report.server_rss_kib);
+    assert!(report.server_rss_kib.is_some());
+}
