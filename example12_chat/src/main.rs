@@ -61,8 +61,7 @@ struct Args {
 
     /// Announce joins and leaves while at most N clients are connected.
     /// Each announcement is a line to every client: N clients joining one
-    /// by one cost N*N/2 lines, 50 million for 10,000. Large rooms stop
-    /// announcing (so do IRC's large channels).
+    /// by one cost N*N/2 lines, 50 million for 10,000.
     #[arg(long, default_value_t = 100, value_name = "N")]
     announce_limit: usize,
 }
@@ -129,16 +128,35 @@ struct Room {
 // ANCHOR: main
 fn main() -> common::MainResult {
     let args = Args::parse();
-    // SIGINT and SIGTERM wait in a signalfd, as in example 4.
+    // Block SIGINT and SIGTERM before anything else, so that from here on
+    // they wait in a file descriptor (signalfd) instead of killing the
+    // process. See common::signals.
     let stop = common::stop_signals()?;
     let listener = common::listen(&args.epoll.server)?;
+    // O_NONBLOCK: accept(2) on this socket now fails with EAGAIN
+    // (io::ErrorKind::WouldBlock) instead of waiting for a client.
     listener.set_nonblocking(true)?;
+    // epoll tells us which file descriptor is ready by returning the 64-bit
+    // token we registered it with. Like the Python, we use the fd number.
     let listener_token = token_of(&listener);
 
+    // epoll_create1(2): a new epoll instance, itself a file descriptor. It
+    // holds the interest list (what we watch) and the ready list (what the
+    // kernel has found ready since we last asked).
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    // epoll_ctl(EPOLL_CTL_ADD): watch the listener for EPOLLIN, which on a
+    // listening socket means "a connection is waiting in the accept queue".
+    // EPOLLET: report it when the queue goes from empty to not empty, not
+    // for as long as it is not empty.
     let edge_in = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
     epoll.add(&listener, EpollEvent::new(edge_in, listener_token))?;
+    // Takes clients off the queue, and stops watching the listener for a
+    // moment when accept(2) runs out of file descriptors, instead of
+    // stranding the queue (common::accept says why).
     let mut acceptor = common::Acceptor::new(edge_in, listener_token);
+
+    // Stopping is one more event in the same loop: the signalfd made at
+    // the start of `main` becomes readable when SIGINT or SIGTERM arrives.
     let stop_token = token_of(&stop);
     epoll.add(&stop, EpollEvent::new(EpollFlags::EPOLLIN, stop_token))?;
 
@@ -152,6 +170,10 @@ fn main() -> common::MainResult {
     };
     let mut events = [EpollEvent::empty(); 64];
     loop {
+        // epoll_wait(2): sleep until at least one watched fd is ready, and
+        // fill `events` with up to 64 of them. No timeout, except while
+        // accepting is paused. A signal interrupts the wait with EINTR,
+        // which nix returns as an error: just wait again.
         let ready = match epoll.wait(&mut events, acceptor.timeout()) {
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,
@@ -164,16 +186,27 @@ fn main() -> common::MainResult {
             if args.epoll.trace {
                 common::trace_event(token, flags.bits() as u32);
             }
+
             if token == stop_token {
-                // Dropping the room closes every client's socket.
+                // Returning drops the room, the epoll instance and the
+                // listener: every fd is closed, as the Python's `finally`
+                // blocks do.
                 return Ok(());
             }
+            // ANCHOR: accept
             if token == listener_token {
+                // Edge-triggered: this one event may stand for many queued
+                // clients, and no second event comes for them. Accept until
+                // the queue is empty: `None` is EAGAIN (or accepting just
+                // paused, and re-arming the listener makes a fresh edge).
                 while let Some((stream, address)) = acceptor.accept(&epoll, &listener)? {
                     room.join(&epoll, stream, address);
                 }
                 continue;
             }
+            // ANCHOR_END: accept
+
+            // ANCHOR: dispatch
             // The event's flags say what became possible; the calls below
             // find out what is. So an event left over for a client that
             // has gone, and whose fd number a new client got in the same
@@ -186,6 +219,7 @@ fn main() -> common::MainResult {
             if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
                 room.on_readable(&epoll, token);
             }
+            // ANCHOR_END: dispatch
         }
     }
 }
@@ -349,17 +383,20 @@ impl Room {
             // kernel sends FIN after those bytes.
             Leaving::HungUp => client.flush(epoll, token),
             // Told why, in the last line it gets. Its input is not read to
-            // the end, so close(2) sends RST instead of FIN (tcp(7)); the
-            // client's kernel still keeps the line for it to read.
+            // the end, and Linux closes a socket with unread bytes by
+            // sending RST, not FIN (tcp_close(), after RFC 2525, section
+            // 2.17); the client's kernel still keeps the line for it to
+            // read, before it reports the reset.
             Leaving::LineTooLong => {
                 let goodbye = format!("your line is over {} bytes: goodbye\n", self.max_line);
                 let _ = client.stream.write(goodbye.as_bytes());
             }
             // Its socket is full, so no last line fits: the others are
             // told instead. A plain close would leave the kernel holding
-            // those MiB for a minute or more, sending FIN into a closed
-            // window. SO_LINGER with a zero timeout makes close(2) reset
-            // the connection and free them at once (socket(7)).
+            // those MiB, trying to deliver them and a FIN to a client that
+            // does not read: 344 s, measured here. SO_LINGER on with a
+            // zero timeout (socket(7)) makes Linux's close(2) abort the
+            // connection instead: RST, and the buffers are freed at once.
             Leaving::FellBehind(_) => {
                 let _ = socket2::SockRef::from(&client.stream).set_linger(Some(Duration::ZERO));
             }
