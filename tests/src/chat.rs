@@ -1,9 +1,12 @@
 //! The chat server (example 12) from its clients' side: join, say lines,
-//! read lines; and the numbered lines a flood sends, which a reader can
-//! check (each whole, and in order per sender) without scanning them.
+//! read lines; the numbered lines a flood sends, which a reader can check
+//! (each whole, and in order per sender) without scanning them; and a
+//! pace that keeps a flood's senders within reach of its readers.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::client::PATIENCE;
@@ -124,6 +127,123 @@ impl Chatter {
     /// The buffered reader, for a test that reads in its own way.
     pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
         &mut self.reader
+    }
+}
+
+/// Keeps the senders of a test at most a window of bytes ahead of the
+/// slowest of its readers.
+///
+/// The chat cuts off a client that is owed more than --max-queue beyond
+/// what the kernel's buffers hold. A reader that the test machine's load
+/// keeps off a CPU for a moment, while senders flood the chat as fast as
+/// it takes their lines, can fall that far behind: it would be cut off
+/// for being slow, which is not what a test of a client that stops
+/// reading means to show. With the senders paced by what the readers have
+/// read, the readers' lines fit in the kernel's buffers and the server
+/// queues nothing for them; a client that does not read at all is no
+/// reader here, and nobody waits for it.
+pub struct Pace {
+    window: usize,
+    /// Per client, bytes of lines it has sent.
+    sent: Vec<AtomicUsize>,
+    /// Per client, bytes of the others' lines it has read, or None for a
+    /// client that does not read.
+    read: Vec<Option<AtomicUsize>>,
+    /// Set when the test needs no more lines: senders stop waiting.
+    finished: AtomicBool,
+    lock: Mutex<()>,
+    moved: Condvar,
+}
+
+impl Pace {
+    /// A pace for clients `0..reads.len()`, client `i` a reader if
+    /// `reads[i]`, senders kept at most `window` bytes ahead.
+    pub fn new(window: usize, reads: &[bool]) -> Arc<Pace> {
+        Arc::new(Pace {
+            window,
+            sent: reads.iter().map(|_| AtomicUsize::new(0)).collect(),
+            read: reads
+                .iter()
+                .map(|&reads| reads.then(|| AtomicUsize::new(0)))
+                .collect(),
+            finished: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            moved: Condvar::new(),
+        })
+    }
+
+    /// No more lines are needed: a sender waiting for the readers stops
+    /// waiting, and [`finished`](Self::finished) says so.
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::Relaxed);
+        let _guard = self.lock.lock().unwrap();
+        self.moved.notify_all();
+    }
+
+    /// Whether [`finish`](Self::finish) was called.
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// Client `who` has sent `bytes` more of lines.
+    pub fn sent(&self, who: usize, bytes: usize) {
+        self.sent[who].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Client `who` has read `bytes` more of the others' lines.
+    pub fn read(&self, who: usize, bytes: usize) {
+        if let Some(read) = &self.read[who] {
+            read.fetch_add(bytes, Ordering::Relaxed);
+            // Under the lock: a sender between its check and its wait
+            // cannot miss this.
+            let _guard = self.lock.lock().unwrap();
+            self.moved.notify_all();
+        }
+    }
+
+    /// How far the slowest reader is behind: bytes the others sent that
+    /// it has not read.
+    fn lag(&self) -> usize {
+        let sent: Vec<usize> = self
+            .sent
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        let total: usize = sent.iter().sum();
+        self.read
+            .iter()
+            .enumerate()
+            .filter_map(|(who, read)| {
+                let read = read.as_ref()?.load(Ordering::Relaxed);
+                Some((total - sent[who]).saturating_sub(read))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Waits until the slowest reader is less than the window behind, or
+    /// the pace is finished. Panics if the readers read nothing for
+    /// [`PATIENCE`].
+    pub fn wait_for_readers(&self) {
+        let mut guard = self.lock.lock().unwrap();
+        let mut lag = self.lag();
+        let mut since = Instant::now();
+        while lag >= self.window && !self.finished() {
+            assert!(
+                since.elapsed() < PATIENCE,
+                "the readers read nothing for {PATIENCE:?}, {lag} bytes behind"
+            );
+            guard = self
+                .moved
+                .wait_timeout(guard, Duration::from_millis(100))
+                .unwrap()
+                .0;
+            let now = self.lag();
+            if now < lag {
+                since = Instant::now();
+            }
+            lag = now;
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
-use tests::chat::{CHAT, Chatter, check_numbered, numbered_len, numbered_line, said, text};
+use tests::chat::{CHAT, Chatter, Pace, check_numbered, numbered_len, numbered_line, said, text};
 use tests::client::PATIENCE;
 use tests::process::{epoll_interest, socket_fd, status_field, tcp_socket};
 use tests::{Server, wait_until};
@@ -44,16 +44,28 @@ fn numbered_lines(from: u32, to: u32) -> Vec<u8> {
 }
 
 /// Sends numbered lines 0..`lines` from `chatter`'s connection, 64 KiB or
-/// so per write, in a thread of its own.
-fn send_numbered(chatter: &Chatter, lines: u32) -> thread::JoinHandle<()> {
+/// so per write, in a thread of its own; as client `who` of `pace`, if
+/// given (see [`Pace`]).
+fn send_numbered(
+    chatter: &Chatter,
+    lines: u32,
+    pace: Option<(Arc<Pace>, usize)>,
+) -> thread::JoinHandle<()> {
     let mut stream = chatter.stream.try_clone().unwrap();
     let name = chatter.name.clone();
     thread::spawn(move || {
         let mut seq = 0;
         while seq < lines {
             let end = (seq + 60).min(lines);
-            std::io::Write::write_all(&mut stream, &numbered_lines(seq, end))
+            let chunk = numbered_lines(seq, end);
+            if let Some((pace, _)) = &pace {
+                pace.wait_for_readers();
+            }
+            std::io::Write::write_all(&mut stream, &chunk)
                 .unwrap_or_else(|err| panic!("{name} cannot send: {err}"));
+            if let Some((pace, who)) = &pace {
+                pace.sent(*who, chunk.len());
+            }
             seq = end;
         }
     })
@@ -68,12 +80,14 @@ struct Received {
 }
 
 /// Reads numbered lines until `lines` have come from each of `senders`,
-/// checking each line and the order per sender. `progress` counts bytes.
+/// checking each line and the order per sender. `progress` counts bytes;
+/// `pace`, if given, hears of each line read, as client `who`.
 fn receive_numbered(
     chatter: &mut Chatter,
     senders: &[String],
     lines: u32,
     progress: &AtomicUsize,
+    pace: Option<(&Pace, usize)>,
 ) -> Received {
     let mut received = Received::default();
     for sender in senders {
@@ -107,6 +121,9 @@ fn receive_numbered(
         if *next == lines {
             left -= 1;
         }
+        if let Some((pace, who)) = pace {
+            pace.read(who, payload.len());
+        }
     }
     received
 }
@@ -130,7 +147,9 @@ fn watches_out(server: &Server, fd: i32) -> bool {
 
 /// 20 clients; one never reads, the other 19 send 50 MB between them
 /// (numbered lines of 200 to 1,999 bytes) and read everything the others
-/// send. With the default --max-queue (1 MiB):
+/// send, the senders never more than 2 MiB ahead of the slowest reader
+/// (so that a reader the machine's load delays is not taken for one that
+/// stopped). With the default --max-queue (1 MiB):
 /// - every reader gets every line of every other sender, whole and in
 ///   order: 18 x 2.6 MB each;
 /// - the one that never reads is cut off: every reader is told, and the
@@ -160,18 +179,26 @@ fn a_client_that_stops_reading_is_cut_off_and_costs_the_others_nothing() {
     let lines = lines_for(FLOOD.div_ceil(CLIENTS - 1));
 
     let progress = Arc::new(AtomicUsize::new(0));
+    // Each of the 19 sends and reads; the senders keep within 2 MiB of
+    // the slowest reader (see Pace), well inside what the kernel buffers
+    // for a reader: the server queues nothing for them, only for the one
+    // that does not read.
+    let pace = Pace::new(2 << 20, &[true; CLIENTS - 1]);
     let readers: Vec<_> = chatters
         .into_iter()
-        .map(|mut chatter| {
+        .enumerate()
+        .map(|(who, mut chatter)| {
             let senders: Vec<String> = names
                 .iter()
                 .filter(|name| **name != chatter.name)
                 .cloned()
                 .collect();
             let progress = Arc::clone(&progress);
-            let sender = send_numbered(&chatter, lines);
+            let sender = send_numbered(&chatter, lines, Some((Arc::clone(&pace), who)));
+            let pace = Arc::clone(&pace);
             thread::spawn(move || {
-                let received = receive_numbered(&mut chatter, &senders, lines, &progress);
+                let received =
+                    receive_numbered(&mut chatter, &senders, lines, &progress, Some((&pace, who)));
                 sender.join().unwrap();
                 (chatter, received)
             })
@@ -295,12 +322,12 @@ fn a_client_that_reads_a_byte_at_a_time_slows_nobody_else() {
             let senders = senders.clone();
             thread::spawn(move || {
                 let progress = AtomicUsize::new(0);
-                receive_numbered(&mut chatter, &senders, lines, &progress);
+                receive_numbered(&mut chatter, &senders, lines, &progress, None);
                 progress.load(Ordering::Relaxed)
             })
         })
         .collect();
-    let sending = send_numbered(&sender, lines);
+    let sending = send_numbered(&sender, lines, None);
     let mut sent = 0;
     for reader in fast_readers {
         sent = reader.join().expect("a fast reader failed");

@@ -11,11 +11,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tests::chat::{CHAT, Chatter, said, text};
+use tests::chat::{CHAT, Chatter, Pace, said, text};
 use tests::client::{PATIENCE, random_bytes};
 use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
 use tests::process::{assert_not_spinning, epoll_interest, fd_count, status_field};
@@ -264,17 +263,22 @@ fn five_clients_cut_off_in_the_same_broadcasts() {
     let mut reader = Chatter::join(addr);
     let mut sender = Chatter::join(addr);
     let names: Vec<String> = stalled.iter().map(|c| c.name.clone()).collect();
-    let done = Arc::new(AtomicBool::new(false));
+    // The reader is client 0 of the pace, the sender client 1: the sender
+    // keeps within 1 MiB of what the reader has read, so that the reader,
+    // whose cap is as small, is never taken for one that stopped.
+    let pace = Pace::new(1 << 20, &[true, false]);
     let sending = {
-        let done = Arc::clone(&done);
+        let pace = Arc::clone(&pace);
         thread::spawn(move || {
             let line = [vec![b'y'; 999], vec![b'\n']].concat();
             // Until the five are gone, 20 MB at most.
             for _ in 0..20_000 {
-                if done.load(Ordering::Relaxed) {
+                pace.wait_for_readers();
+                if pace.finished() {
                     break;
                 }
                 sender.say(&line);
+                pace.sent(1, line.len());
             }
             sender
         })
@@ -283,11 +287,13 @@ fn five_clients_cut_off_in_the_same_broadcasts() {
     while left.len() < names.len() {
         let line = reader.line();
         assert!(!line.is_empty(), "the stream ended");
-        if said(&line).is_none() && line.windows(16).any(|w| w == b" (stopped readin") {
-            left.push(text(&line));
+        match said(&line) {
+            Some((_, words)) => pace.read(0, words.len()),
+            None if line.windows(16).any(|w| w == b" (stopped readin") => left.push(text(&line)),
+            None => {}
         }
     }
-    done.store(true, Ordering::Relaxed);
+    pace.finish();
     let sender = sending.join().unwrap();
     for name in &names {
         assert!(
