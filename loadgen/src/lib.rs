@@ -16,6 +16,9 @@
 //! | [`Expect`] | what a right response looks like |
 //! | [`ErrorKind`] | refused, reset, timeout, wrong response, other |
 //! | [`process_cpu`] | a process's CPU time from /proc/PID/stat |
+//! | [`chat`] | load for the chat server (example 12): lines delivered per second, server CPU per line |
+
+pub mod chat;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};

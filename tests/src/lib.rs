@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`binaries`] | building the example binaries, so a clean `cargo test` works |
 //! | [`browser`] | headless Chromium: a page's DOM, a screenshot |
+//! | [`chat`] | the chat server's clients: join, say, read lines; numbered lines to check |
 //! | [`server`] | a running server: its port, its output, its fate |
 //! | [`command_line`] | running a binary to its end: `--help`, refused arguments |
 //! | [`client`] | requests, and the kernel's TCP_INFO counters for a socket |
@@ -19,6 +20,7 @@
 
 pub mod binaries;
 pub mod browser;
+pub mod chat;
 pub mod client;
 pub mod command_line;
 pub mod limits;

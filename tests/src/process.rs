@@ -297,6 +297,51 @@ pub fn connection_fds(pid: u32) -> Vec<i32> {
     held.into_iter().collect()
 }
 
+/// The kernel's record of one TCP socket, as /proc/net/tcp shows it: the
+/// one whose local and remote addresses are `local` and `remote` (IPv4).
+/// Returns its state (`01` ESTABLISHED, `04` FIN_WAIT1, `07` CLOSE: see
+/// the kernel's include/net/tcp_states.h) and its inode (`0` once no
+/// process holds it, as for a socket in TIME_WAIT), or None when the
+/// kernel holds no such socket at all.
+pub fn tcp_socket(
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) -> Option<(String, String)> {
+    // `0100007F:1F90`: the address as the kernel's u32 in native byte
+    // order, then the port, in hex.
+    let hex = |addr: std::net::SocketAddr| match addr {
+        std::net::SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        std::net::SocketAddr::V6(_) => panic!("tcp_socket reads IPv4 sockets only: {addr}"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let text = fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    text.lines().skip(1).find_map(|line| {
+        // `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.len() > 9 && fields[1] == local && fields[2] == remote)
+            .then(|| (fields[3].to_owned(), fields[9].to_owned()))
+    })
+}
+
+/// The fd of process `pid` that holds the TCP socket from `local` to
+/// `remote` (a server's side of one client's connection), if it has one.
+pub fn socket_fd(
+    pid: u32,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) -> Option<i32> {
+    let (_, inode) = tcp_socket(local, remote)?;
+    let wanted = format!("socket:[{inode}]");
+    fd_targets(pid).iter().find_map(|fd| {
+        let (number, target) = fd.split_once(" -> ")?;
+        (target == wanted).then(|| number.parse().ok())?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

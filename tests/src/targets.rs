@@ -166,6 +166,11 @@ pub const SERVERS: &[Target] = &[
     EXAMPLE15_MULTI_THREAD,
 ];
 
+/// Servers that speak no HTTP but take the shared options (`--addr`,
+/// `--backlog`, `--quiet`, `--trace`): the command-line tests run over
+/// them too. Each has its own fault file (the chat: chat_faults.rs).
+pub const NOT_HTTP: &[&str] = &["example12_chat"];
+
 /// Every HTTP server: example 1 and [`SERVERS`].
 pub fn every_server() -> impl Iterator<Item = &'static Target> {
     std::iter::once(&EXAMPLE01).chain(SERVERS)

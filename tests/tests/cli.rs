@@ -3,13 +3,13 @@
 
 use tests::CONCURRENT_SERVERS;
 use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
-use tests::targets::{binaries, every_server};
+use tests::targets::{NOT_HTTP, binaries, every_server};
 
 /// Every server's `--help` names the shared options, the default address,
 /// and how to stop it.
 #[test]
 fn help_describes_every_option() {
-    for name in binaries() {
+    for name in binaries().into_iter().chain(NOT_HTTP.iter().copied()) {
         assert_help_mentions(
             name,
             &[
@@ -24,10 +24,11 @@ fn help_describes_every_option() {
     }
 }
 
-/// Examples 3 to 6, the epoll servers of the HOWTO, can print every event.
+/// Examples 3 to 6, the epoll servers of the HOWTO, can print every event,
+/// and so can the epoll servers that speak no HTTP.
 #[test]
 fn epoll_servers_offer_trace() {
-    for name in CONCURRENT_SERVERS {
+    for name in CONCURRENT_SERVERS.iter().chain(NOT_HTTP) {
         assert_help_mentions(name, &["--trace"]);
     }
 }
@@ -36,7 +37,7 @@ fn epoll_servers_offer_trace() {
 /// refused by every server with a message and status 2, not a panic.
 #[test]
 fn bad_arguments_are_refused_with_a_message() {
-    for name in binaries() {
+    for name in binaries().into_iter().chain(NOT_HTTP.iter().copied()) {
         for args in [
             &["--backlog", "0"][..],
             &["--addr", "nowhere"][..],

@@ -486,6 +486,68 @@ fn exercise_11_first_byte_timeout() {
     );
 }
 
+/// Exercise 12: example12 `--when-full drop` keeps a client that stopped
+/// reading and drops its oldest lines instead, whole lines only, telling
+/// it how many bytes it missed; the server's memory stays bounded all the
+/// same.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_12_drop_oldest() {
+    use tests::chat::{CHAT, Chatter, check_numbered, numbered_line, said, text};
+    let server = Server::start(
+        CHAT,
+        &["--quiet", "--max-queue", "100000", "--when-full", "drop"],
+    );
+    let addr = server.addr();
+    let peak_before = tests::process::peak_rss_kib(server.pid());
+    let mut behind = Chatter::join(addr);
+    let mut sender = Chatter::join(addr);
+    let mut reader = Chatter::join(addr);
+    // About 10 MB: more than the kernel's buffers (about 4 MB on loopback)
+    // and the cap hold for `behind`, which does not read yet. `reader`
+    // reads in a thread, so that only `behind` falls behind.
+    let end = format!("{}: end\n", sender.name).into_bytes();
+    let reading = {
+        let end = end.clone();
+        thread::spawn(move || reader.until_line(&end).len())
+    };
+    let lines: Vec<u8> = (0..9_000).flat_map(numbered_line).collect();
+    sender.say(&lines);
+    sender.say(b"end\n");
+    reading.join().expect("the reader failed");
+    let behind_addr = behind.stream.local_addr().unwrap();
+    assert!(
+        tests::process::socket_fd(server.pid(), addr, behind_addr).is_some(),
+        "{} was disconnected: the server holds no socket for it",
+        behind.name
+    );
+    let growth_kib = tests::process::peak_rss_kib(server.pid()).saturating_sub(peak_before);
+    assert!(
+        growth_kib < 8 * 1024,
+        "the server's peak memory grew by {growth_kib} KiB"
+    );
+
+    // Now `behind` reads: whole lines, in order with gaps, a line that says
+    // what was dropped, and the last line.
+    let (mut last, mut drops) = (None, 0);
+    for line in behind.until_line(&end) {
+        match said(&line) {
+            Some((_, payload)) => {
+                let seq = check_numbered(payload).unwrap_or_else(|err| panic!("{err}"));
+                assert!(
+                    last.is_none_or(|last| seq > last),
+                    "line {seq} after line {last:?}"
+                );
+                last = Some(seq);
+            }
+            None if line.windows(13).any(|w| w == b"bytes dropped") => drops += 1,
+            None if line.ends_with(b" joined\n") => {}
+            None => panic!("an unexpected line: {}", text(&line)),
+        }
+    }
+    assert!(drops > 0, "no line said that lines were dropped");
+}
+
 /// Exercise 14: SIGUSR1 makes example14_mio print how many connections it
 /// holds (`3 connections open`) on stderr, and go on serving: the signal
 /// thread hands the request to the loop through a channel, and wakes it
