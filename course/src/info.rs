@@ -78,7 +78,7 @@ impl Course {
         if let Some(exercise) = self.exercises.iter().find(|e| e.name == name) {
             return Ok(exercise);
         }
-        // `03_keep_alive`, `keep_alive` and `03-keep-alive` all mean one.
+        // `04_keep_alive`, `keep_alive` and `04-keep-alive` all mean one.
         let wanted = normalise(name);
         if let Some(exercise) = self
             .exercises
@@ -188,7 +188,9 @@ mod tests {
     /// directory listed and every listed one present, each with two hints
     /// or more and a solution that edits exactly its `files`, a checker
     /// that exists, a chapter in the book, and the book's order; and every
-    /// chapter that teaches a step asks for at least one exercise.
+    /// chapter that teaches a step asks for at least one exercise; the
+    /// numbers count the chapters' exercises in book order (two exercises
+    /// of one chapter share a number).
     #[test]
     fn the_workspace_exercises_are_listed_whole_and_in_book_order() {
         let root = workspace();
@@ -213,7 +215,37 @@ mod tests {
         }
 
         let mut last_chapter = 0;
+        // (chapter, number) of the exercise before: numbers follow the
+        // chapters, the same within a chapter and one more for the next.
+        let mut last: Option<(&str, u32)> = None;
         for exercise in &course.exercises {
+            let number: Option<u32> = exercise.name.split('_').next().and_then(|n| n.parse().ok());
+            match (number, last) {
+                (None, _) => problems.push(format!("{}: no NN_ number", exercise.name)),
+                (Some(n), None) if n != 1 => {
+                    problems.push(format!(
+                        "{}: the first exercise is numbered 01",
+                        exercise.name
+                    ));
+                }
+                (Some(n), Some((chapter, m))) => {
+                    let want = if chapter == exercise.chapter {
+                        m
+                    } else {
+                        m + 1
+                    };
+                    if n != want {
+                        problems.push(format!(
+                            "{}: numbered {n:02}, but the book's order makes it {want:02}",
+                            exercise.name
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            if let Some(n) = number {
+                last = Some((exercise.chapter.as_str(), n));
+            }
             let name = &exercise.name;
             let dir = course.dir(exercise);
             match hints(&dir) {

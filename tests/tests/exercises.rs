@@ -4,7 +4,7 @@
 //! checkout. Run one by name:
 //!
 //! ```sh
-//! cargo test -p tests --test exercises exercise_03_keep_alive -- --ignored
+//! cargo test -p tests --test exercises exercise_04_keep_alive -- --ignored
 //! ```
 //!
 //! `.ci/exercises` runs each one on the unsolved sources (it must fail) and
@@ -70,11 +70,11 @@ fn exercise_02_read_timeout() {
     }
 }
 
-/// Exercise 03a: example03 answers every request on a connection, one after
+/// Exercise 04a: example03 answers every request on a connection, one after
 /// another and pipelined (two requests in one write).
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_03_keep_alive() {
+fn exercise_04_keep_alive() {
     let server = Server::start("example03_epoll_level", &["--quiet"]);
     let mut client = connect(server.addr());
     for i in 0..3 {
@@ -97,11 +97,11 @@ fn interest_count(server: &Server) -> usize {
     tests::process::epoll_interest(server.pid()).len()
 }
 
-/// Exercise 03b: with `--max-connections 2` and two clients connected, a
+/// Exercise 04b: with `--max-connections 2` and two clients connected, a
 /// third is closed unanswered; once one leaves, the next is served.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_03_connection_cap() {
+fn exercise_04_connection_cap() {
     let server = Server::start(
         "example03_epoll_level",
         &["--quiet", "--max-connections", "2"],
@@ -142,12 +142,12 @@ fn exercise_03_connection_cap() {
 
 const EPOLLONESHOT: u32 = 1 << 30;
 
-/// Exercise 04: example04 registers connections with EPOLLONESHOT (the
+/// Exercise 06: example04 registers connections with EPOLLONESHOT (the
 /// kernel's record says so) and re-arms them, so it still answers a plain
 /// request, a 6 KiB one read in several pieces, and 50 clients at once.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_04_oneshot() {
+fn exercise_06_oneshot() {
     let server = Server::start("example04_epoll_edge", &["--quiet"]);
     let (_silent, events) = server.silent_client_interest();
     assert_ne!(
@@ -188,11 +188,11 @@ fn thread_names(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// Exercise 07: example07 names each connection's thread `conn-PORT`, after
+/// Exercise 03: example07 names each connection's thread `conn-PORT`, after
 /// the client's port, so `ps -L` and `top -H` show who is served.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_07_thread_names() {
+fn exercise_03_thread_names() {
     let server = Server::start("example07_threads", &["--quiet"]);
     let silent = connect(server.addr());
     let wanted = format!("conn-{}", silent.local_addr().unwrap().port());
@@ -205,12 +205,12 @@ fn exercise_07_thread_names() {
     drop(silent);
 }
 
-/// Exercise 06: with Nagle on (`--no-nodelay`) and no cork, example06 no
+/// Exercise 09: with Nagle on (`--no-nodelay`) and no cork, example06 no
 /// longer stalls on a kept-alive connection: requests after the first
 /// take under 10 ms (a Nagle stall waits for a 40 ms delayed ACK).
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_06_one_write() {
+fn exercise_09_one_write() {
     let server = Server::start(
         "example06_nodelay",
         &["--quiet", "--keep-alive", "--no-nodelay"],
@@ -234,14 +234,14 @@ fn exercise_06_one_write() {
     );
 }
 
-/// Exercise 09: example09 `--tick-ms 50` watches a timerfd in its epoll
+/// Exercise 10: example09 `--tick-ms 50` watches a timerfd in its epoll
 /// set and logs a tick at each expiry. Checked by what the program does, not
 /// by what it calls things: the timerfd is found in /proc, the loop sleeps
 /// between ticks (an expiry left unread keeps a level-triggered entry ready,
 /// and the loop spins), and the ticks come every 50 ms, one wake-up each.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_09_timer() {
+fn exercise_10_timer() {
     const INTERVAL_MS: f64 = 50.0;
     const TICKS: usize = 20;
     let server = Server::start("example09_watch_fds", &["--quiet", "--tick-ms", "50"]);
@@ -327,11 +327,11 @@ fn time_of_day_ms(line: &str) -> Option<u64> {
     Some(((h * 60 + m) * 60 + s) * 1000 + ms.parse::<u64>().ok()?)
 }
 
-/// Exercise 10: example10 serves a second server (`--also ADDR`, answering
+/// Exercise 11: example10 serves a second server (`--also ADDR`, answering
 /// `Hello, world!`) on the same loop, beside the URL echo.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_10_second_server() {
+fn exercise_11_second_server() {
     let server = Server::start(
         "example10_event_loop",
         &["--quiet", "--also", "127.0.0.1:0"],
@@ -359,12 +359,46 @@ fn exercise_10_second_server() {
     assert_eq!(tests::process::threads(server.pid()), 1);
 }
 
-/// Exercise 05: example05 `--keep-alive` keeps the cork in across two
+/// Exercise 07: example04 `--accept-log` says how many connections each
+/// listener event took from the accept queue. Clients that connect while
+/// the server is stopped are queued by the kernel (their handshakes
+/// complete without it), and come out in one event: five, then three.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_07_accept_log() {
+    tests::command_line::assert_help_mentions("example04_epoll_edge", &["--accept-log"]);
+    let server = Server::start("example04_epoll_edge", &["--quiet", "--accept-log"]);
+    let mut held = Vec::new();
+    for batch in [5, 3] {
+        server.signal(libc::SIGSTOP);
+        assert!(
+            tests::wait_until(PATIENCE, || tests::process::state(server.pid()) == 'T'),
+            "the server did not stop"
+        );
+        // connect(2) returns although nobody accepts: the kernel finished
+        // the handshake and queued the connection.
+        held.extend((0..batch).map(|_| connect(server.addr())));
+        server.signal(libc::SIGCONT);
+        let said = format!("accepted {batch}");
+        assert!(
+            server.wait_for_stderr(PATIENCE, |err| err
+                .lines()
+                .any(|line| line.ends_with(&said))),
+            "no `{said}` line on stderr after {batch} clients queued:\n{}",
+            server.stderr()
+        );
+    }
+    for mut client in held {
+        assert_eq!(tests::exchange(&mut client, GET).unwrap(), RESPONSE);
+    }
+}
+
+/// Exercise 08: example05 `--keep-alive` keeps the cork in across two
 /// pipelined requests, so both responses leave in one data segment (the
 /// client's TCP_INFO counts them).
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_05_cork_pipeline() {
+fn exercise_08_cork_pipeline() {
     let server = Server::start("example05_cork", &["--quiet", "--keep-alive"]);
     // Three connections, so one lucky or unlucky run cannot decide.
     for _ in 0..3 {
@@ -392,11 +426,11 @@ fn wait_stats(stderr: &str) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Exercise 08: example08 `--stats` reports each wait's size: with 20 idle
+/// Exercise 05: example08 `--stats` reports each wait's size: with 20 idle
 /// clients, a wait is handed 22 fds to find 1 ready (poll's O(n)).
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_08_wait_stats() {
+fn exercise_05_wait_stats() {
     let server = Server::start(
         "example08_select_poll",
         &["--quiet", "--poller", "poll", "--stats"],
@@ -442,13 +476,13 @@ fn closed_after(stream: &mut std::net::TcpStream, since: Instant, who: &str) -> 
     since.elapsed()
 }
 
-/// Exercise 11: example11 closes a connection that has sent nothing
+/// Exercise 12: example11 closes a connection that has sent nothing
 /// within --first-byte-timeout, even when deadlines of the other length
 /// come before it in the order of accepts, and holds one that has sent a
 /// byte to its --request-timeout.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_11_first_byte_timeout() {
+fn exercise_12_first_byte_timeout() {
     tests::command_line::assert_help_mentions("example11_timeouts", &["--first-byte-timeout"]);
     let server = Server::start(
         "example11_timeouts",
@@ -486,13 +520,13 @@ fn exercise_11_first_byte_timeout() {
     );
 }
 
-/// Exercise 12: example12 `--when-full drop` keeps a client that stopped
+/// Exercise 13: example12 `--when-full drop` keeps a client that stopped
 /// reading and drops its oldest lines instead, whole lines only, telling
 /// it how many bytes it missed; the server's memory stays bounded all the
 /// same.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_12_drop_oldest() {
+fn exercise_13_drop_oldest() {
     use tests::chat::{CHAT, Chatter, check_numbered, numbered_line, said, text};
     let server = Server::start(
         CHAT,
@@ -548,13 +582,13 @@ fn exercise_12_drop_oldest() {
     assert!(drops > 0, "no line said that lines were dropped");
 }
 
-/// Exercise 14: SIGUSR1 makes example14_mio print how many connections it
+/// Exercise 15: SIGUSR1 makes example14_mio print how many connections it
 /// holds (`3 connections open`) on stderr, and go on serving: the signal
 /// thread hands the request to the loop through a channel, and wakes it
 /// with the Waker.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_14_report() {
+fn exercise_15_report() {
     let mut server = Server::start("example14_mio", &["--quiet"]);
     let clients: Vec<_> = (0..3).map(|_| connect(server.addr())).collect();
     assert!(
@@ -587,12 +621,12 @@ fn exercise_14_report() {
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
-/// Exercise 15: example15_tokio `--request-timeout 1` closes a client that
+/// Exercise 16: example15_tokio `--request-timeout 1` closes a client that
 /// has not completed its request a second after connecting, on both
 /// runtimes, and still answers a client that completes it in time.
 #[test]
 #[ignore = "exercise checker: run with --ignored"]
-fn exercise_15_request_timeout() {
+fn exercise_16_request_timeout() {
     for runtime in ["current-thread", "multi-thread"] {
         let server = Server::start(
             "example15_tokio",
