@@ -205,7 +205,8 @@ pub struct Report {
     /// CPU time (user + system) this load generator used, per completed
     /// request, in microseconds.
     pub client_cpu_us_per_request: f64,
-    /// The same for the server, when its PID was given (`--server-pid`).
+    /// The same for the server, when its PID was given (`--server-pid`;
+    /// the CPU time of several PIDs is summed).
     pub server_cpu_us_per_request: Option<f64>,
     /// What made the requests: `loadgen`, or `ab` in lines a script wrote.
     #[serde(default = "loadgen_name")]
@@ -307,13 +308,15 @@ pub struct Running {
     started: Instant,
     cpu_before: Duration,
     counters_before: BTreeMap<String, u64>,
-    server: Option<(u32, Duration)>,
+    /// The server's processes, and the CPU time they had used at the start.
+    server: Option<(Vec<u32>, Duration)>,
     config: Config,
 }
 
 /// Starts a run: opens the idle connections, then the event-loop threads.
-/// `server_pid`, when given, is the process whose CPU time is measured.
-pub fn start(config: Config, server_pid: Option<u32>) -> anyhow::Result<Running> {
+/// `server_pids` are the processes whose CPU time is measured (summed):
+/// none, the server, or each of its worker processes.
+pub fn start(config: Config, server_pids: &[u32]) -> anyhow::Result<Running> {
     if config.concurrency == 0 || config.threads == 0 {
         bail!("concurrency and threads must be at least 1");
     }
@@ -325,9 +328,9 @@ pub fn start(config: Config, server_pid: Option<u32>) -> anyhow::Result<Running>
         fence(&config.target, config.timeout)
             .context("the server did not answer after the idle connections were opened")?;
     }
-    let server = match server_pid {
-        Some(pid) => Some((pid, process_cpu(pid)?)),
-        None => None,
+    let server = match server_pids {
+        [] => None,
+        pids => Some((pids.to_vec(), processes_cpu(pids)?)),
     };
     let shared = Arc::new(Shared {
         left: AtomicI64::new(match config.amount {
@@ -394,7 +397,7 @@ impl Running {
         let elapsed = self.started.elapsed();
         let cpu = own_cpu().saturating_sub(self.cpu_before);
         let server_cpu = match self.server {
-            Some((pid, before)) => Some(process_cpu(pid)?.saturating_sub(before)),
+            Some((pids, before)) => Some(processes_cpu(&pids)?.saturating_sub(before)),
             None => None,
         };
         drop(self.idle);
@@ -444,8 +447,8 @@ impl Running {
 }
 
 /// Runs to the end without showing progress.
-pub fn run(config: Config, server_pid: Option<u32>, label: &str) -> anyhow::Result<Report> {
-    start(config, server_pid)?.finish(label)
+pub fn run(config: Config, server_pids: &[u32], label: &str) -> anyhow::Result<Report> {
+    start(config, server_pids)?.finish(label)
 }
 
 /// Opens `count` connections and keeps them silent: the server holds each
@@ -695,6 +698,11 @@ pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
     parse_stat_cpu(&stat, clock_ticks_per_second())
         .with_context(|| format!("unexpected /proc/{pid}/stat: {stat}"))
+}
+
+/// The CPU time of several processes, summed.
+fn processes_cpu(pids: &[u32]) -> anyhow::Result<Duration> {
+    pids.iter().map(|&pid| process_cpu(pid)).sum()
 }
 
 fn clock_ticks_per_second() -> u64 {
