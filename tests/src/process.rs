@@ -172,6 +172,36 @@ pub fn tcp_connections(pid: u32) -> usize {
 /// The fds of process `pid` that are TCP connections (sockets in any state
 /// but LISTEN), from their socket inodes and /proc/net/tcp{,6}.
 pub fn connection_fds(pid: u32) -> Vec<i32> {
+    let mut held = Vec::new();
+    tcp_sockets(pid, |fd, state, _| {
+        if state != LISTEN {
+            held.push(fd);
+        }
+    });
+    held
+}
+
+/// For each listening socket of process `pid`, how many connections wait
+/// in its accept queue: what /proc/net/tcp shows as `rx_queue` for a
+/// socket in LISTEN (the kernel's `sk_ack_backlog`; `ss -lt` calls it
+/// Recv-Q).
+pub fn accept_queues(pid: u32) -> Vec<usize> {
+    let mut queues = Vec::new();
+    tcp_sockets(pid, |_, state, rx_queue| {
+        if state == LISTEN {
+            queues.push(rx_queue);
+        }
+    });
+    queues
+}
+
+/// The state /proc/net/tcp gives a listening socket.
+const LISTEN: &str = "0A";
+
+/// Calls `each(fd, state, rx_queue)` for every TCP socket of process
+/// `pid`, found by its fds' socket inodes in /proc/net/tcp{,6}. The state
+/// is the table's hex code (`01` ESTABLISHED, `0A` LISTEN, ...).
+fn tcp_sockets(pid: u32, mut each: impl FnMut(i32, &str, usize)) {
     // `3 -> socket:[1234]`: the fd and its socket's inode.
     let sockets: std::collections::HashMap<String, i32> = fd_targets(pid)
         .iter()
@@ -181,31 +211,33 @@ pub fn connection_fds(pid: u32) -> Vec<i32> {
             Some((inode.to_owned(), number.parse().ok()?))
         })
         .collect();
-    let mut held = Vec::new();
     if sockets.is_empty() {
-        return held;
+        return;
     }
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
             continue;
         };
-        // `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`;
-        // state 0A is LISTEN.
-        // The table lists TIME_WAIT sockets too (inode 0), tens of thousands
-        // after a load test: look at two fields a line, allocate nothing.
+        // `sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout
+        // inode ...`. The table lists TIME_WAIT sockets too (inode 0), tens
+        // of thousands after a load test: look at three fields a line,
+        // allocate nothing.
         for line in text.lines().skip(1) {
             let mut fields = line.split_whitespace();
             let state = fields.nth(3);
-            let inode = fields.nth(5);
-            if let (Some(state), Some(inode)) = (state, inode)
-                && state != "0A"
+            let queues = fields.next();
+            let inode = fields.nth(4);
+            if let (Some(state), Some(queues), Some(inode)) = (state, queues, inode)
                 && let Some(fd) = sockets.get(inode)
             {
-                held.push(*fd);
+                let rx_queue = queues
+                    .split_once(':')
+                    .and_then(|(_, rx)| usize::from_str_radix(rx, 16).ok())
+                    .unwrap_or(0);
+                each(*fd, state, rx_queue);
             }
         }
     }
-    held
 }
 
 #[cfg(test)]
