@@ -4,6 +4,7 @@
 //!
 //! | module | holds |
 //! | --- | --- |
+//! | [`balance`] | how connections spread over worker threads (example 13) |
 //! | [`binaries`] | building the example binaries, so a clean `cargo test` works |
 //! | [`server`] | a running server: its port, its output, its fate |
 //! | [`command_line`] | running a binary to its end: `--help`, refused arguments |
@@ -15,6 +16,7 @@
 //! | [`targets`] | the table of servers that every-server tests run over |
 //! | [`wait`] | bounded polling, for what has no readiness signal |
 
+pub mod balance;
 pub mod binaries;
 pub mod client;
 pub mod command_line;
