@@ -25,6 +25,9 @@ pub enum Model {
     Select,
     /// Many at once, one thread, poll(2) (example 8).
     Poll,
+    /// Many at once, a fixed number of worker threads, each with its own
+    /// epoll instance (example 13).
+    EpollWorkers,
 }
 
 /// One server under test.
@@ -116,6 +119,24 @@ pub const EXAMPLE10: Target = Target {
     garbage_answer: b"HTTP/1.0 400 Bad Request\r\n",
 };
 
+/// Example 13 as it starts by default: a worker per CPU, each with its
+/// own SO_REUSEPORT listener, TCP_DEFER_ACCEPT of 1 s.
+pub const EXAMPLE13: Target = tutorial(
+    "example13_many_cores",
+    "example13_many_cores",
+    Model::EpollWorkers,
+);
+/// Example 13 with one listener for three workers, registered with
+/// EPOLLEXCLUSIVE: its out-of-descriptors pause cannot use EPOLL_CTL_MOD.
+pub const EXAMPLE13_EXCLUSIVE: Target = Target {
+    args: &["--balance", "exclusive", "--workers", "3"],
+    ..tutorial(
+        "example13_many_cores --balance exclusive --workers 3",
+        "example13_many_cores",
+        Model::EpollWorkers,
+    )
+};
+
 /// Every server that answers request after request (all but example 1,
 /// which answers one and exits; examples 0 and 9 are not HTTP servers).
 pub const SERVERS: &[Target] = &[
@@ -128,6 +149,8 @@ pub const SERVERS: &[Target] = &[
     EXAMPLE08_SELECT,
     EXAMPLE08_POLL,
     EXAMPLE10,
+    EXAMPLE13,
+    EXAMPLE13_EXCLUSIVE,
 ];
 
 /// Every HTTP server: example 1 and [`SERVERS`].

@@ -274,4 +274,6 @@ servers! {
     example08_select = EXAMPLE08_SELECT: [one_request, lives_on, beside_a_silent_client];
     example08_poll = EXAMPLE08_POLL: [one_request, lives_on, beside_a_silent_client];
     example10_event_loop = EXAMPLE10: [one_request, lives_on, beside_a_silent_client];
+    example13_many_cores = EXAMPLE13: [one_request, lives_on, beside_a_silent_client];
+    example13_exclusive = EXAMPLE13_EXCLUSIVE: [one_request, lives_on, beside_a_silent_client];
 }
