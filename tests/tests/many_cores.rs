@@ -162,6 +162,52 @@ fn epollexclusive_gives_an_idle_servers_connections_to_its_first_worker() {
 }
 
 // ---------------------------------------------------------------------------
+// Closing at once, without example 4's shutdown.
+
+/// Sends a request followed by 4000 bytes the server never reads (a body
+/// it ignores), then reads to the end: the response, and how the stream
+/// ended.
+fn answer_to_more_than_a_request(server: &Server) -> (Vec<u8>, std::io::Result<usize>) {
+    let mut stream = connect(server.addr());
+    let mut bytes = GET.to_vec();
+    bytes.extend_from_slice(&[b'x'; 4000]);
+    stream.write_all(&bytes).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return (answer, Ok(0)),
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(err) => return (answer, Err(err)),
+        }
+    }
+}
+
+/// close(2) with bytes still unread in the receive buffer sends a reset,
+/// not a FIN. Example 4 shuts its side down first (FIN after the
+/// response), so its client reads the response and then the end of the
+/// stream; example 13 closes at once, so a client that sent more than the
+/// server read gets the response followed by ECONNRESET. That is what the
+/// saved system calls cost: a client that reads to the end of the stream
+/// sees an error after a complete answer.
+#[test]
+fn closing_at_once_resets_a_client_that_sent_more_than_was_read() {
+    let example04 = Server::start("example04_epoll_edge", &["--quiet"]);
+    let (answer, end) = answer_to_more_than_a_request(&example04);
+    assert_eq!(answer, RESPONSE);
+    assert_eq!(end.unwrap(), 0, "example04: not an orderly end");
+
+    let example13 = Server::start(BINARY, &["--quiet", "--workers", "1"]);
+    let (answer, end) = answer_to_more_than_a_request(&example13);
+    assert_eq!(
+        answer, RESPONSE,
+        "the response arrives whole before the reset"
+    );
+    let err = end.expect_err("example13: an orderly end, not a reset");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+}
+
+// ---------------------------------------------------------------------------
 // TCP_DEFER_ACCEPT.
 
 /// With TCP_DEFER_ACCEPT (on by default, 1 s) the kernel keeps a new
