@@ -240,6 +240,22 @@ fn tcp_sockets(pid: u32, mut each: impl FnMut(i32, &str, usize)) {
     }
 }
 
+/// A counter of the kernel's `TcpExt` group in /proc/net/netstat (what
+/// `nstat -az TcpExtNAME` shows), for the whole machine. Panics if there
+/// is no such counter.
+pub fn tcp_ext(name: &str) -> u64 {
+    let text = fs::read_to_string("/proc/net/netstat").expect("/proc/net/netstat");
+    // Pairs of lines: `TcpExt: Name1 Name2 ...`, then `TcpExt: 1 2 ...`.
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let (names, values) = (lines[0], lines[1]);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| panic!("no TcpExt counter {name} in /proc/net/netstat"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use tests::balance::{
     WorkerCounts, blocking_accept_order, one_at_a_time_to_idle_workers, worker_counts,
 };
 use tests::client::PATIENCE;
-use tests::process::{accept_queues, state};
+use tests::process::{accept_queues, state, tcp_ext};
 use tests::{GET, RESPONSE, Server, connect, request, wait_until};
 
 const BINARY: &str = "example13_many_cores";
@@ -383,8 +383,15 @@ fn closing_a_reuseport_listener_resets_its_queue_unless_migration_is_on() {
                 continue;
             }
         };
+        let migrated_before = tcp_ext("TCPMigrateReqSuccess");
         let fate = clients_in_the_queues_of_a_server_that_exits();
         drop(guard);
+        if expect_moved {
+            // The kernel's own count of connections it moved (for the whole
+            // machine: at least ours).
+            let migrated = tcp_ext("TCPMigrateReqSuccess") - migrated_before;
+            assert!(migrated >= fate.waited as u64, "{migrated} moved: {fate:?}");
+        }
         let expected = if expect_moved {
             (fate.waited, 0)
         } else {
