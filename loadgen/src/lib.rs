@@ -320,6 +320,7 @@ pub fn start(config: Config, server_pids: &[u32]) -> anyhow::Result<Running> {
     if config.concurrency == 0 || config.threads == 0 {
         bail!("concurrency and threads must be at least 1");
     }
+    let held_before = descriptors(server_pids);
     let idle = open_idle(config.target.addr, config.idle)?;
     if !idle.is_empty() {
         // The server accepts in arrival order: once a request on a newer
@@ -327,6 +328,14 @@ pub fn start(config: Config, server_pids: &[u32]) -> anyhow::Result<Running> {
         // CPU that cost it stays out of the measurement.
         fence(&config.target, config.timeout)
             .context("the server did not answer after the idle connections were opened")?;
+        // Unless the kernel holds silent connections back from accept(2)
+        // (TCP_DEFER_ACCEPT: example 13, nginx's `deferred`) and hands
+        // them over a second or so later. Then wait until the server holds
+        // a descriptor for each, so that accepting them is not measured.
+        let deadline = Instant::now() + config.timeout;
+        while descriptors(server_pids) < held_before + idle.len() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
     }
     let server = match server_pids {
         [] => None,
@@ -467,6 +476,14 @@ pub fn open_idle(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpStream
         idle.push(stream);
     }
     Ok(idle)
+}
+
+/// How many file descriptors processes `pids` hold between them
+/// (/proc/PID/fd); 0 for none.
+fn descriptors(pids: &[u32]) -> usize {
+    pids.iter()
+        .map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count()))
+        .sum()
 }
 
 /// One request with a blocking socket; Ok once the server has closed.
