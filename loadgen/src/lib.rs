@@ -867,7 +867,7 @@ mod tests {
                 body: None,
             },
         };
-        let report = run(config, None, "refused").unwrap();
+        let report = run(config, &[], "refused").unwrap();
         assert_eq!(report.completed, 0);
         assert_eq!(report.errors.get(&ErrorKind::Refused), Some(&20));
     }
