@@ -42,6 +42,8 @@ use common::{Acceptor, EpollArgs, PendingResponse, Progress, RequestBuffer, is_t
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Example 13: the "Hello, world!" server on every core, with a worker
@@ -158,7 +160,15 @@ fn main() -> common::MainResult {
             .map(|worker| {
                 thread::Builder::new()
                     .name(format!("worker-{}", worker.index))
-                    .spawn_scoped(scope, move || worker.run(args))
+                    .spawn_scoped(scope, move || {
+                        let outcome = worker.run(args);
+                        if outcome.is_err() {
+                            // A worker that cannot go on stops the others
+                            // the way Ctrl-C does: kill(2) to this process.
+                            let _ = kill(Pid::this(), Signal::SIGTERM);
+                        }
+                        outcome
+                    })
                     .expect("cannot start a worker thread")
             })
             .collect();
@@ -168,16 +178,16 @@ fn main() -> common::MainResult {
             .collect()
     });
 
-    // The signal has been taken (in the sense that we act on it): print
-    // the counts even if stderr is full, or drop them, but never wait.
+    // From here on, print only what stderr takes at once: a stderr that
+    // nobody reads must not keep the server from exiting.
     common::output::stopping();
     let mut failure = None;
     for (index, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
-            Ok(c) => common::output::write_stderr(
+            Ok(counts) => common::output::write_stderr(
                 format!(
                     "worker {index}: accepted {}, wakeups {}, empty {}\n",
-                    c.accepted, c.wakeups, c.empty
+                    counts.accepted, counts.wakeups, counts.empty
                 )
                 .as_bytes(),
             ),
