@@ -178,8 +178,8 @@ fn main() -> common::MainResult {
             .collect()
     });
 
-    // From here on, print only what stderr takes at once: a stderr that
-    // nobody reads must not keep the server from exiting.
+    // From here on, print only what stderr takes at once: if nobody reads
+    // it, the server must still exit.
     common::output::stopping();
     let mut failure = None;
     for (index, outcome) in outcomes.into_iter().enumerate() {
@@ -406,8 +406,9 @@ impl Worker<'_> {
             response: PendingResponse::whole(),
             waiting_for: Next::Read,
         };
-        // The request has usually arrived by now: the client sends it right
-        // after the handshake, and the connection has waited in the queue.
+        // The request is usually here already: TCP_DEFER_ACCEPT had the
+        // kernel wait for it before it queued the connection. (Without the
+        // option, a server faster than its client often finds nothing.)
         match connection.advance(quiet) {
             // Answered: dropping the connection closes it.
             Ok(Next::Done) | Err(_) => Ok(()),
