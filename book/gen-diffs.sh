@@ -34,3 +34,4 @@ pair example03_epoll_level example05_cork
 pair example03_epoll_level example06_nodelay
 pair example02_loop example07_threads
 pair example03_epoll_level example08_select_poll
+pair example04_epoll_edge example13_many_cores
