@@ -17,8 +17,9 @@
 //!
 //! On Ctrl-C or SIGTERM every worker stops, and the server prints a line
 //! per worker to stderr, `worker W: accepted A, wakeups K, empty E`: how
-//! many connections it accepted, how often epoll woke it for its listening
-//! socket, and how many of those wakeups found nothing to accept.
+//! many connections it accepted, how many times the kernel woke it from its
+//! sleep in epoll_wait, and how many of those wakeups found nothing for it
+//! to do (another worker had taken the connection).
 //!
 //! Each request also takes the shortest path this book knows: accept4(2)
 //! makes the socket non-blocking as it creates it; the request is read at
@@ -83,8 +84,9 @@ struct Args {
     /// only once its first bytes have arrived, or after about this many
     /// seconds of silence. 0 hands it over at once, as the other examples
     /// do.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1)]
-    defer_accept: u32,
+    #[arg(long, value_name = "SECONDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(0..=3600))]
+    defer_accept: u16,
 }
 
 // ANCHOR: balance
@@ -206,8 +208,11 @@ fn main() -> common::MainResult {
 /// `shared` and `exclusive`, one per worker for `reuseport`.
 fn open_listeners(args: &Args, workers: usize) -> anyhow::Result<Vec<TcpListener>> {
     let server = &args.epoll.server;
-    let listeners = match args.balance {
-        Balance::Shared | Balance::Exclusive => vec![common::listen(server)?],
+    match args.balance {
+        // (common::listen prints the startup line; the options follow it
+        // by microseconds, and a client that connects in between is only
+        // not deferred.)
+        Balance::Shared | Balance::Exclusive => Ok(vec![prepare(common::listen(server)?, args)?]),
         Balance::Reuseport => {
             // SO_REUSEPORT lets any socket of the same user with the option
             // bind this port, a second copy of this server too, without a
@@ -220,20 +225,22 @@ fn open_listeners(args: &Args, workers: usize) -> anyhow::Result<Vec<TcpListener
                 free_address(server.addr)?
             };
             let listeners = (0..workers)
-                .map(|_| reuseport_listener(addr, server.backlog))
+                .map(|_| prepare(reuseport_listener(addr, server.backlog)?, args))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let local = listeners[0].local_addr()?;
             common::output::write_stdout(format!("listening on {local}\n").as_bytes());
-            listeners
+            Ok(listeners)
         }
-    };
-    for listener in &listeners {
-        // O_NONBLOCK: accept(2) says EAGAIN instead of waiting, for the
-        // workers that were woken and find the queue empty.
-        listener.set_nonblocking(true)?;
-        defer_accept(listener, args.defer_accept)?;
     }
-    Ok(listeners)
+}
+
+/// The options every listening socket gets before it is used.
+fn prepare(listener: TcpListener, args: &Args) -> anyhow::Result<TcpListener> {
+    // O_NONBLOCK: accept(2) says EAGAIN instead of waiting, for the
+    // workers that were woken and find the queue empty.
+    listener.set_nonblocking(true)?;
+    defer_accept(&listener, args.defer_accept)?;
+    Ok(listener)
 }
 
 /// One listening socket of a SO_REUSEPORT group on `addr`.
@@ -270,10 +277,14 @@ fn free_address(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     // `probe` is closed here, never having listened: the port is free.
 }
 
-/// TCP_DEFER_ACCEPT (tcp(7)): the kernel wakes the listener only when data
-/// arrives on a new connection.
-fn defer_accept(listener: &TcpListener, seconds: u32) -> io::Result<()> {
-    let value = seconds as nix::libc::c_int;
+/// TCP_DEFER_ACCEPT (tcp(7): "allow a listener to be awakened only when
+/// data arrives on the socket"). A client connects, then sends its
+/// request: without the option, a server faster than its client accepts
+/// in between, finds nothing to read, and must watch the socket and sleep
+/// until the request comes. With it, the kernel keeps the connection until
+/// the request is there, or `seconds` have passed (0 turns it off).
+fn defer_accept(listener: &TcpListener, seconds: u16) -> io::Result<()> {
+    let value = nix::libc::c_int::from(seconds);
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `value`,
     // which lives across the call; the fd is the listener's, open.
     let rc = unsafe {
