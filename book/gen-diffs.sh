@@ -36,5 +36,6 @@ pair example02_loop example07_threads
 pair example03_epoll_level example08_select_poll
 pair example04_epoll_edge example11_timeouts
 pair example04_epoll_edge example12_chat
+pair example04_epoll_edge example13_many_cores
 pair example04_epoll_edge example14_mio
 pair example04_epoll_edge example15_tokio

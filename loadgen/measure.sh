@@ -6,8 +6,9 @@
 #   cargo run -p loadgen --bin report -- run.jsonl --out book/src/results
 #
 # What it runs, each measurement ROUNDS times (the report shows medians):
-#   1. every concurrent example (03 and up), and nginx with one worker when
-#      it is installed: loadgen -c 100 -n N, with no idle connection and
+#   1. every concurrent example (03 and up), and nginx with one worker and
+#      with two when it is installed (the CPU time of both workers summed):
+#      loadgen -c 100 -n N, with no idle connection and
 #      with IDLE idle connections held open; all servers run at once and the
 #      rounds take them in turn;
 #   2. loadgen and ab (apache2-utils) in alternating rounds on example04,
@@ -55,6 +56,15 @@ if has example07_threads; then
     # One thread per connection, the idle ones too: allow enough threads.
     SERVERS+=("example07_threads example07_threads --max-threads $((IDLE + 1000))")
     build+=(-p example07_threads)
+fi
+if has example13_many_cores; then
+    # One worker, to stand beside nginx's one; two, one per core; and the
+    # floor: accept and close at once, the kernel's own work per
+    # connection (its clients see resets: CPU per connection, see below).
+    SERVERS+=("example13_many_cores example13_many_cores --workers 1"
+        "example13_2_workers example13_many_cores --workers 2"
+        "example13_accept_only example13_many_cores --workers 1 --accept-only")
+    build+=(-p example13_many_cores)
 fi
 if has example08_select_poll; then
     # select cannot watch an fd of 1024 or more: no idle runs for it.
@@ -110,7 +120,9 @@ EXTRA_PIDS=()
 cleanup() {
     if [[ -n $SPID ]]; then kill "$SPID" 2>/dev/null || true; fi
     for pid in "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    if [[ -f $tmp/nginx.pid ]]; then kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true; fi
+    for pidfile in "$tmp"/nginx*/nginx.pid; do
+        if [[ -f $pidfile ]]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -142,14 +154,33 @@ stop_server() {
     SPID=
 }
 
-# run LABEL PID ARGS...: one loadgen run, one JSON line.
+# run LABEL PID ARGS...: one loadgen run, one JSON line. PID may be
+# several, comma-separated (nginx's workers): their CPU time is summed.
 run() {
     local label=$1 pid=$2
     shift 2
     sleep "$PAUSE"
-    if ! "$LOADGEN" --json --label "$label" --server-pid "$pid" --expect-body "$BODY" "$@"; then
+    if [[ $label == *_accept_only ]]; then
+        floor_run "$label" "$pid" "$@"
+    elif ! "$LOADGEN" --json --label "$label" --server-pid "$pid" --expect-body "$BODY" "$@"; then
         say "  $label $*: failed (see above), left out"
     fi
+}
+
+# floor_run LABEL PID ARGS...: a run against a server that closes every
+# connection unanswered. Every request fails, so loadgen has no completed
+# request to divide the server's CPU time by: divide it by the
+# connections instead (completed + failed), from the clock ticks of
+# /proc/PID/stat as ab_run does.
+floor_run() {
+    local label=$1 pid=$2 before after
+    shift 2
+    before=$(ticks "$pid")
+    "$LOADGEN" --json --label "$label" "$@" >"$tmp/floor.json" || true
+    after=$(ticks "$pid")
+    jq -c --argjson ticks $((after - before)) --argjson hz "$(getconf CLK_TCK)" \
+        '.server_cpu_us_per_request = $ticks * 1e6 / $hz / ([.completed + .failed, 1] | max)' \
+        "$tmp/floor.json"
 }
 
 # ticks PID: the process's utime + stime in clock ticks.
@@ -194,17 +225,18 @@ for entry in "${SERVERS[@]}"; do
     SPID=
 done
 
-if ! wanted nginx; then
-    :
-elif command -v nginx >/dev/null; then
+# start_nginx LABEL WORKERS: nginx with WORKERS worker processes on a free
+# port, measured like the examples: its CPU time is its workers'.
+start_nginx() {
+    local label=$1 workers=$2 dir=$tmp/$1 port master pids
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    mkdir -p "$tmp/logs"
-    cat >"$tmp/nginx.conf" <<EOF
-worker_processes 1;
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes $workers;
 worker_rlimit_nofile $((IDLE + 200));
 daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/logs/error.log crit;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log crit;
 events { worker_connections $((IDLE + 200)); use epoll; }
 http {
     access_log off;
@@ -215,23 +247,27 @@ http {
     }
 }
 EOF
-    nginx -p "$tmp" -c "$tmp/nginx.conf" &
+    nginx -p "$dir" -c "$dir/nginx.conf" &
     master=$!
     EXTRA_PIDS+=("$master")
-    worker=
+    pids=
     for _ in $(seq 100); do
-        worker=$(pgrep -P "$master" || true)
-        [[ -n $worker ]] && break
+        pids=$(pgrep -P "$master" | paste -sd, || true)
+        [[ $(tr ',' '\n' <<<"$pids" | grep -c .) -ge $workers ]] && break
         sleep 0.1
     done
-    if [[ -n $worker ]]; then
-        # One worker, measured like the examples: its CPU is the worker's.
-        LABELS+=(nginx) PIDS+=("$worker") ADDRS+=("127.0.0.1:$port")
+    if [[ -n $pids ]]; then
+        LABELS+=("$label") PIDS+=("$pids") ADDRS+=("127.0.0.1:$port")
     else
-        say "nginx did not start: $(cat "$tmp/logs/error.log" 2>/dev/null)"
+        say "nginx did not start: $(cat "$dir/logs/error.log" 2>/dev/null)"
     fi
+}
+
+if ! command -v nginx >/dev/null; then
+    if wanted nginx; then say "nginx is not installed: no nginx rows (apt-get install -y nginx)"; fi
 else
-    say "nginx is not installed: no nginx rows (apt-get install -y nginx)"
+    if wanted nginx; then start_nginx nginx 1; fi
+    if wanted nginx_2_workers; then start_nginx nginx_2_workers 2; fi
 fi
 
 for round in $(seq "$ROUNDS"); do
@@ -245,6 +281,8 @@ for round in $(seq "$ROUNDS"); do
     for i in "${!LABELS[@]}"; do
         # select cannot watch an fd of 1024 or more: no idle runs for it.
         [[ ${LABELS[$i]} == example08_select ]] && continue
+        # The floor closes every connection, the idle ones too.
+        [[ ${LABELS[$i]} == *_accept_only ]] && continue
         run "${LABELS[$i]}" "${PIDS[$i]}" -c "$CONCURRENCY" -n "$N" --idle "$IDLE" "http://${ADDRS[$i]}/"
     done
 done

@@ -32,6 +32,11 @@
 //! A server that uses an [`Acceptor`] keeps three lines of it in its loop:
 //! the wait's timeout, the re-arm after each wait, and the accept itself.
 //! Everything else here is out of the way of the lesson.
+//!
+//! One kind of entry cannot be modified at all: a listener registered with
+//! EPOLLEXCLUSIVE (example 13). epoll_ctl(2) refuses EPOLL_CTL_MOD on it
+//! with EINVAL, so for it the pause is EPOLL_CTL_DEL and the re-arm
+//! EPOLL_CTL_ADD, which checks readiness afresh just the same.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,6 +44,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags, EpollTimeout};
+use socket2::SockRef;
 
 /// How long accepting pauses after accept(2) failed for a lasting reason.
 ///
@@ -91,11 +97,16 @@ impl Acceptor {
     /// fails and pauses again, at most once per wakeup.
     pub fn resume(&mut self, epoll: &Epoll, listener: &impl AsFd) -> io::Result<()> {
         if self.paused {
-            // epoll_ctl(EPOLL_CTL_MOD) with the old interest. The kernel
-            // re-checks readiness as it does so: clients that queued up
-            // during the pause are reported now, even edge-triggered.
+            // epoll_ctl(EPOLL_CTL_MOD) with the old interest (ADD for an
+            // exclusive entry, which `pause` deleted). The kernel re-checks
+            // readiness as it does so: clients that queued up during the
+            // pause are reported now, even edge-triggered.
             let mut interest = EpollEvent::new(self.interest, self.token);
-            epoll.modify(listener, &mut interest)?;
+            if self.is_exclusive() {
+                epoll.add(listener, interest)?;
+            } else {
+                epoll.modify(listener, &mut interest)?;
+            }
             self.paused = false;
         }
         Ok(())
@@ -103,13 +114,26 @@ impl Acceptor {
 
     /// Stops watching the listener until the next [`resume`](Self::resume).
     pub fn pause(&mut self, epoll: &Epoll, listener: &impl AsFd) -> io::Result<()> {
-        // epoll_ctl(EPOLL_CTL_MOD) with no events: the entry stays in the
-        // interest list but is never reported. (EPOLLHUP and EPOLLERR are
-        // always reported, but a listening socket raises neither.)
-        let mut no_interest = EpollEvent::new(EpollFlags::empty(), self.token);
-        epoll.modify(listener, &mut no_interest)?;
+        if self.is_exclusive() {
+            // EPOLL_CTL_MOD on an EPOLLEXCLUSIVE entry is EINVAL
+            // (epoll_ctl(2)): take the entry out of the interest list.
+            epoll.delete(listener)?;
+        } else {
+            // epoll_ctl(EPOLL_CTL_MOD) with no events: the entry stays in
+            // the interest list but is never reported. (EPOLLHUP and
+            // EPOLLERR are always reported, but a listening socket raises
+            // neither.)
+            let mut no_interest = EpollEvent::new(EpollFlags::empty(), self.token);
+            epoll.modify(listener, &mut no_interest)?;
+        }
         self.paused = true;
         Ok(())
+    }
+
+    /// Whether the listener's entry was added with EPOLLEXCLUSIVE, which
+    /// no EPOLL_CTL_MOD may touch.
+    fn is_exclusive(&self) -> bool {
+        self.interest.contains(EpollFlags::EPOLLEXCLUSIVE)
     }
 
     /// accept(2) on the non-blocking `listener`: the next queued client, or
@@ -125,8 +149,36 @@ impl Acceptor {
         epoll: &Epoll,
         listener: &TcpListener,
     ) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        self.take(epoll, listener, TcpListener::accept)
+    }
+
+    /// Like [`accept`](Self::accept), but the new socket is non-blocking
+    /// from its first moment: accept4(2) with SOCK_NONBLOCK sets O_NONBLOCK
+    /// as it creates the fd, which saves the second system call that
+    /// `set_nonblocking` would make. (The client's address is not asked
+    /// for: nothing here uses it.)
+    pub fn accept_nonblocking(
+        &mut self,
+        epoll: &Epoll,
+        listener: &TcpListener,
+    ) -> io::Result<Option<TcpStream>> {
+        self.take(epoll, listener, |listener| {
+            let flags = nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC;
+            let (socket, _address) = SockRef::from(listener).accept4(flags)?;
+            Ok(TcpStream::from(socket))
+        })
+    }
+
+    /// Calls `accept` until it gives a client, says the queue is empty, or
+    /// fails for a lasting reason (and pauses).
+    fn take<T>(
+        &mut self,
+        epoll: &Epoll,
+        listener: &TcpListener,
+        mut accept: impl FnMut(&TcpListener) -> io::Result<T>,
+    ) -> io::Result<Option<T>> {
         loop {
-            match listener.accept() {
+            match accept(listener) {
                 Ok(client) => return Ok(Some(client)),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 // EINTR: a signal arrived during the call; try again.
@@ -216,5 +268,66 @@ mod tests {
             assert_eq!(wait(&epoll, 5000), 1, "{interest:?}: reported after resume");
             assert!(acceptor.accept(&epoll, &listener).unwrap().is_some());
         }
+    }
+
+    /// An EPOLLEXCLUSIVE entry cannot be modified (epoll_ctl(2): EINVAL),
+    /// so pausing by EPOLL_CTL_MOD would fail; the acceptor deletes and
+    /// re-adds it instead, and the queued client is reported again.
+    #[test]
+    fn an_exclusive_listener_pauses_by_delete_and_resumes_by_add() {
+        let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let listener = listener();
+        let token = listener.as_raw_fd() as u64;
+        epoll
+            .add(&listener, EpollEvent::new(interest, token))
+            .unwrap();
+        // The kernel's rule, which the acceptor works around.
+        let mut same = EpollEvent::new(interest, token);
+        assert_eq!(
+            epoll.modify(&listener, &mut same),
+            Err(nix::errno::Errno::EINVAL)
+        );
+        let mut acceptor = Acceptor::new(interest, token);
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(wait(&epoll, 5000), 1, "the client is reported");
+        acceptor.pause(&epoll, &listener).unwrap();
+        assert_eq!(wait(&epoll, 50), 0, "silent while paused");
+        acceptor.resume(&epoll, &listener).unwrap();
+        assert_eq!(wait(&epoll, 5000), 1, "reported after resume");
+        assert!(
+            acceptor
+                .accept_nonblocking(&epoll, &listener)
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    /// accept4(2) with SOCK_NONBLOCK: a read with nothing to read says
+    /// EAGAIN at once instead of waiting.
+    #[test]
+    fn accept_nonblocking_gives_a_non_blocking_socket() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let listener = listener();
+        let token = listener.as_raw_fd() as u64;
+        epoll
+            .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .unwrap();
+        let mut acceptor = Acceptor::new(EpollFlags::EPOLLIN, token);
+        assert!(
+            acceptor
+                .accept_nonblocking(&epoll, &listener)
+                .unwrap()
+                .is_none()
+        );
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(wait(&epoll, 5000), 1, "the client is reported");
+        let mut stream = acceptor
+            .accept_nonblocking(&epoll, &listener)
+            .unwrap()
+            .expect("the queued client");
+        let mut byte = [0u8; 1];
+        let err = std::io::Read::read(&mut stream, &mut byte).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 }

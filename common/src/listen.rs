@@ -48,7 +48,9 @@ pub fn listen(args: &ServerArgs) -> anyhow::Result<TcpListener> {
 // ANCHOR_END: listen
 
 /// Turns a failed bind into a message that says what to do about it.
-fn explain_bind_error(err: io::Error, addr: &str) -> anyhow::Error {
+/// Public for servers that bind their own sockets (example 13's
+/// SO_REUSEPORT listeners).
+pub fn explain_bind_error(err: io::Error, addr: &str) -> anyhow::Error {
     let hint = match err.kind() {
         io::ErrorKind::AddrInUse => {
             "the port is in use: another server (perhaps another example) is \

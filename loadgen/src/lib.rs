@@ -208,7 +208,8 @@ pub struct Report {
     /// CPU time (user + system) this load generator used, per completed
     /// request, in microseconds.
     pub client_cpu_us_per_request: f64,
-    /// The same for the server, when its PID was given (`--server-pid`).
+    /// The same for the server, when its PID was given (`--server-pid`;
+    /// the CPU time of several PIDs is summed).
     pub server_cpu_us_per_request: Option<f64>,
     /// What made the requests: `loadgen`, or `ab` in lines a script wrote.
     #[serde(default = "loadgen_name")]
@@ -310,16 +311,19 @@ pub struct Running {
     started: Instant,
     cpu_before: Duration,
     counters_before: BTreeMap<String, u64>,
-    server: Option<(u32, Duration)>,
+    /// The server's processes, and the CPU time they had used at the start.
+    server: Option<(Vec<u32>, Duration)>,
     config: Config,
 }
 
 /// Starts a run: opens the idle connections, then the event-loop threads.
-/// `server_pid`, when given, is the process whose CPU time is measured.
-pub fn start(config: Config, server_pid: Option<u32>) -> anyhow::Result<Running> {
+/// `server_pids` are the processes whose CPU time is measured (summed):
+/// none, the server, or each of its worker processes.
+pub fn start(config: Config, server_pids: &[u32]) -> anyhow::Result<Running> {
     if config.concurrency == 0 || config.threads == 0 {
         bail!("concurrency and threads must be at least 1");
     }
+    let held_before = descriptors(server_pids);
     let idle = open_idle(config.target.addr, config.idle)?;
     if !idle.is_empty() {
         // The server accepts in arrival order: once a request on a newer
@@ -327,10 +331,18 @@ pub fn start(config: Config, server_pid: Option<u32>) -> anyhow::Result<Running>
         // CPU that cost it stays out of the measurement.
         fence(&config.target, config.timeout)
             .context("the server did not answer after the idle connections were opened")?;
+        // Unless the kernel holds silent connections back from accept(2)
+        // (TCP_DEFER_ACCEPT: example 13, nginx's `deferred`) and hands
+        // them over a second or so later. Then wait until the server holds
+        // a descriptor for each, so that accepting them is not measured.
+        let deadline = Instant::now() + config.timeout;
+        while descriptors(server_pids) < held_before + idle.len() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
     }
-    let server = match server_pid {
-        Some(pid) => Some((pid, process_cpu(pid)?)),
-        None => None,
+    let server = match server_pids {
+        [] => None,
+        pids => Some((pids.to_vec(), processes_cpu(pids)?)),
     };
     let shared = Arc::new(Shared {
         left: AtomicI64::new(match config.amount {
@@ -397,7 +409,7 @@ impl Running {
         let elapsed = self.started.elapsed();
         let cpu = own_cpu().saturating_sub(self.cpu_before);
         let server_cpu = match self.server {
-            Some((pid, before)) => Some(process_cpu(pid)?.saturating_sub(before)),
+            Some((pids, before)) => Some(processes_cpu(&pids)?.saturating_sub(before)),
             None => None,
         };
         drop(self.idle);
@@ -447,8 +459,8 @@ impl Running {
 }
 
 /// Runs to the end without showing progress.
-pub fn run(config: Config, server_pid: Option<u32>, label: &str) -> anyhow::Result<Report> {
-    start(config, server_pid)?.finish(label)
+pub fn run(config: Config, server_pids: &[u32], label: &str) -> anyhow::Result<Report> {
+    start(config, server_pids)?.finish(label)
 }
 
 /// Opens `count` connections and keeps them silent: the server holds each
@@ -467,6 +479,14 @@ pub fn open_idle(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpStream
         idle.push(stream);
     }
     Ok(idle)
+}
+
+/// How many file descriptors processes `pids` hold between them
+/// (/proc/PID/fd); 0 for none.
+fn descriptors(pids: &[u32]) -> usize {
+    pids.iter()
+        .map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count()))
+        .sum()
 }
 
 /// One request with a blocking socket; Ok once the server has closed.
@@ -699,6 +719,11 @@ pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
     ))
 }
 
+/// The CPU time of several processes, summed.
+fn processes_cpu(pids: &[u32]) -> anyhow::Result<Duration> {
+    pids.iter().map(|&pid| process_cpu(pid)).sum()
+}
+
 /// `ticks` clock ticks, at `per_second` ticks a second.
 fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
     Duration::from_micros(ticks * 1_000_000 / per_second.max(1))
@@ -842,7 +867,7 @@ mod tests {
                 body: None,
             },
         };
-        let report = run(config, None, "refused").unwrap();
+        let report = run(config, &[], "refused").unwrap();
         assert_eq!(report.completed, 0);
         assert_eq!(report.errors.get(&ErrorKind::Refused), Some(&20));
     }

@@ -65,8 +65,10 @@ struct Args {
     expect_body: Option<String>,
 
     /// Also measure this process's CPU time per request (the server's PID).
-    #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    /// A server of several processes (nginx's workers): their PIDs,
+    /// comma-separated, and their CPU time is summed.
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    server_pid: Vec<u32>,
 
     /// A name for this run, kept in the JSON report.
     #[arg(long, default_value = "", value_name = "NAME")]
@@ -101,7 +103,7 @@ fn main() -> anyhow::Result<()> {
     // Each connection, idle or busy, is a file descriptor here.
     raise_nofile(args.idle as u64 + args.concurrency + 64);
 
-    let running = loadgen::start(config, args.server_pid)?;
+    let running = loadgen::start(config, &args.server_pid)?;
     if std::io::stdout().is_terminal() && !args.json {
         let bar = match amount {
             Amount::Requests(n) => ProgressBar::new(n),

@@ -150,7 +150,7 @@ fn load(addr: SocketAddr, requests: u64) -> (Duration, loadgen::Report) {
         },
     };
     let started = Instant::now();
-    let report = loadgen::run(config, None, "").expect("a loadgen run");
+    let report = loadgen::run(config, &[], "").expect("a loadgen run");
     (started.elapsed(), report)
 }
 

@@ -4,6 +4,7 @@
 //!
 //! | module | holds |
 //! | --- | --- |
+//! | [`balance`] | how connections spread over worker threads (example 13) |
 //! | [`binaries`] | building the example binaries, so a clean `cargo test` works |
 //! | [`browser`] | headless Chromium: a page's DOM, a screenshot |
 //! | [`chat`] | the chat server's clients: join, say, read lines; numbered lines to check |
@@ -18,6 +19,7 @@
 //! | [`tools`] | outside programs a test needs: skip, or fail under CI; temporary directories |
 //! | [`wait`] | bounded polling, for what has no readiness signal |
 
+pub mod balance;
 pub mod binaries;
 pub mod browser;
 pub mod chat;

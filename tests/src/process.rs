@@ -342,6 +342,43 @@ pub fn socket_fd(
     })
 }
 
+/// For each listening socket of process `pid`, how many connections wait
+/// in its accept queue: what /proc/net/tcp shows as `rx_queue` for a
+/// socket in LISTEN (the kernel's `sk_ack_backlog`; `ss -lt` calls it
+/// Recv-Q).
+pub fn accept_queues(pid: u32) -> Vec<usize> {
+    let listeners: std::collections::HashSet<u64> = fds(pid)
+        .into_iter()
+        .filter_map(|(_, target)| match target {
+            FDTarget::Socket(inode) => Some(inode),
+            _ => None,
+        })
+        .collect();
+    [procfs::net::tcp(), procfs::net::tcp6()]
+        .into_iter()
+        .flat_map(|table| table.unwrap_or_default())
+        .filter(|entry| entry.state == procfs::net::TcpState::Listen)
+        .filter(|entry| listeners.contains(&entry.inode))
+        .map(|entry| entry.rx_queue as usize)
+        .collect()
+}
+
+/// A counter of the kernel's `TcpExt` group in /proc/net/netstat (what
+/// `nstat -az TcpExtNAME` shows), for the whole machine. Panics if there
+/// is no such counter.
+pub fn tcp_ext(name: &str) -> u64 {
+    let text = fs::read_to_string("/proc/net/netstat").expect("/proc/net/netstat");
+    // Pairs of lines: `TcpExt: Name1 Name2 ...`, then `TcpExt: 1 2 ...`.
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let (names, values) = (lines[0], lines[1]);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| panic!("no TcpExt counter {name} in /proc/net/netstat"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

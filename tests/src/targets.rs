@@ -35,6 +35,9 @@ pub enum Model {
     /// and take turns in one epoll_wait (tokio's multi-thread runtime,
     /// example 15): the thread count is constant, but not one.
     WorkerPool,
+    /// Many at once, a fixed number of worker threads, each with its own
+    /// epoll instance (example 13).
+    EpollWorkers,
 }
 
 /// One server under test.
@@ -137,6 +140,24 @@ pub const EXAMPLE11: Target = Target {
         Model::Epoll,
     )
 };
+/// Example 13 as it starts by default: a worker per CPU, each with its
+/// own SO_REUSEPORT listener, TCP_DEFER_ACCEPT of 1 s.
+pub const EXAMPLE13: Target = tutorial(
+    "example13_many_cores",
+    "example13_many_cores",
+    Model::EpollWorkers,
+);
+/// Example 13 with one listener for three workers, registered with
+/// EPOLLEXCLUSIVE: its out-of-descriptors pause cannot use EPOLL_CTL_MOD.
+pub const EXAMPLE13_EXCLUSIVE: Target = Target {
+    args: &["--balance", "exclusive", "--workers", "3"],
+    ..tutorial(
+        "example13_many_cores --balance exclusive --workers 3",
+        "example13_many_cores",
+        Model::EpollWorkers,
+    )
+};
+
 pub const EXAMPLE14: Target = tutorial("example14_mio", "example14_mio", Model::Epoll);
 pub const EXAMPLE15: Target = tutorial("example15_tokio", "example15_tokio", Model::Epoll);
 pub const EXAMPLE15_MULTI_THREAD: Target = Target {
@@ -161,6 +182,8 @@ pub const SERVERS: &[Target] = &[
     EXAMPLE08_POLL,
     EXAMPLE10,
     EXAMPLE11,
+    EXAMPLE13,
+    EXAMPLE13_EXCLUSIVE,
     EXAMPLE14,
     EXAMPLE15,
     EXAMPLE15_MULTI_THREAD,

@@ -29,8 +29,8 @@ use rstest_reuse::{apply, template};
 use tests::client::{PATIENCE, send_then_read_answer};
 use tests::targets::{
     EXAMPLE01, EXAMPLE02, EXAMPLE03, EXAMPLE04, EXAMPLE05, EXAMPLE06, EXAMPLE07, EXAMPLE08_POLL,
-    EXAMPLE08_SELECT, EXAMPLE10, EXAMPLE11, EXAMPLE14, EXAMPLE15, EXAMPLE15_MULTI_THREAD, SERVERS,
-    Target,
+    EXAMPLE08_SELECT, EXAMPLE10, EXAMPLE11, EXAMPLE13, EXAMPLE13_EXCLUSIVE, EXAMPLE14, EXAMPLE15,
+    EXAMPLE15_MULTI_THREAD, SERVERS, Target,
 };
 use tests::{Server, connect, request, wait_until};
 
@@ -94,6 +94,8 @@ fn line_then(target: &Target, rest: &[u8]) -> Vec<u8> {
 #[case::example08_poll(&EXAMPLE08_POLL)]
 #[case::example10_event_loop(&EXAMPLE10)]
 #[case::example11_timeouts(&EXAMPLE11)]
+#[case::example13_many_cores(&EXAMPLE13)]
+#[case::example13_exclusive(&EXAMPLE13_EXCLUSIVE)]
 #[case::example14_mio(&EXAMPLE14)]
 #[case::example15_tokio(&EXAMPLE15)]
 #[case::example15_tokio_multi_thread(&EXAMPLE15_MULTI_THREAD)]
@@ -108,6 +110,8 @@ fn every_server_that_lives_on(#[case] target: &Target) {}
 #[case::example08_poll(&EXAMPLE08_POLL)]
 #[case::example10_event_loop(&EXAMPLE10)]
 #[case::example11_timeouts(&EXAMPLE11)]
+#[case::example13_many_cores(&EXAMPLE13)]
+#[case::example13_exclusive(&EXAMPLE13_EXCLUSIVE)]
 #[case::example14_mio(&EXAMPLE14)]
 #[case::example15_tokio(&EXAMPLE15)]
 #[case::example15_tokio_multi_thread(&EXAMPLE15_MULTI_THREAD)]

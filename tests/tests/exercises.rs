@@ -582,6 +582,37 @@ fn exercise_13_drop_oldest() {
     assert!(drops > 0, "no line said that lines were dropped");
 }
 
+/// Exercise 14: with `--balance exclusive`, the workers of an idle server
+/// take turns: four workers share 40 clients that come one at a time,
+/// where unsolved the first worker takes them all.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_14_take_turns() {
+    const WORKERS: usize = 4;
+    const CLIENTS: usize = 40;
+    let workers = WORKERS.to_string();
+    let mut server = Server::start(
+        "example13_many_cores",
+        &["--quiet", "--balance", "exclusive", "--workers", &workers],
+    );
+    tests::balance::one_at_a_time_to_idle_workers(server.pid(), server.addr(), GET, CLIENTS);
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(PATIENCE).is_some_and(|s| s.success()));
+    assert!(server.wait_for_stderr(PATIENCE, |err| {
+        tests::balance::worker_counts(err).len() == WORKERS
+    }));
+    let counts = tests::balance::worker_counts(&server.stderr());
+    for worker in &counts {
+        // A fair share is 10; round-robin gives exactly that.
+        assert!(
+            worker.accepted >= 5,
+            "worker {} accepted {} of {CLIENTS}: {counts:?}",
+            worker.worker,
+            worker.accepted
+        );
+    }
+}
+
 /// Exercise 15: SIGUSR1 makes example14_mio print how many connections it
 /// holds (`3 connections open`) on stderr, and go on serving: the signal
 /// thread hands the request to the loop through a channel, and wakes it
