@@ -40,7 +40,7 @@ pub use args::{EpollArgs, ServerArgs};
 pub use epoll::{is_transient, token_of};
 pub use failure::{Failure, MainResult};
 pub use flags::epoll_flag_names;
-pub use listen::{concerns_one_client, explain_bind_error, listen};
+pub use listen::{concerns_one_client, explain_bind_error, listen, listen_with};
 pub use output::{print_request, trace_event, warn};
 pub use request::{MAX_REQUEST_BYTES, Progress, RequestBuffer};
 pub use response::{PendingResponse, RESPONSE};

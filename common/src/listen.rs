@@ -12,6 +12,17 @@ use crate::args::ServerArgs;
 /// Creates, binds and opens a listening TCP socket, then prints
 /// `listening on IP:PORT` (the real port when `--addr` asked for port 0).
 pub fn listen(args: &ServerArgs) -> anyhow::Result<TcpListener> {
+    listen_with(args, |_| Ok(()))
+}
+
+/// Like [`listen`], with `options` applied to the socket before it
+/// listens, so no client is accepted before they are set (the startup
+/// line, which a client may be waiting for, comes after them too).
+/// Example 6 sets TCP_NODELAY this way.
+pub fn listen_with(
+    args: &ServerArgs,
+    options: impl FnOnce(&Socket) -> io::Result<()>,
+) -> anyhow::Result<TcpListener> {
     let addr = args.addr;
     // socket(2): a new TCP endpoint, not yet bound to any address. socket2
     // opens it with SOCK_CLOEXEC so it is not inherited by child programs.
@@ -28,6 +39,8 @@ pub fn listen(args: &ServerArgs) -> anyhow::Result<TcpListener> {
     socket
         .bind(&addr.into())
         .map_err(|err| explain_bind_error(err, &addr.to_string()))?;
+
+    options(&socket).context("cannot set the listening socket's options")?;
 
     // listen(2): from now on the kernel completes TCP handshakes on this port
     // by itself and queues the new connections, up to `backlog` of them

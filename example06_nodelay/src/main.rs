@@ -73,12 +73,12 @@ fn main() -> common::MainResult {
     // process. See common::signals.
     let stop = common::stop_signals()?;
     // ANCHOR: nodelay
-    let listener = common::listen(&args.epoll.server)?;
     // setsockopt(TCP_NODELAY, 1) on the listening socket: every socket
-    // accept(2) returns starts with it set, so no per-connection call.
-    if !args.no_nodelay {
-        SockRef::from(&listener).set_tcp_nodelay(true)?;
-    }
+    // accept(2) returns starts with it set, so no per-connection call. Set
+    // before listen(2), so that no client is accepted without it.
+    let nodelay = !args.no_nodelay;
+    let listener =
+        common::listen_with(&args.epoll.server, |socket| socket.set_tcp_nodelay(nodelay))?;
     // ANCHOR_END: nodelay
     // O_NONBLOCK: accept(2) on this socket now fails with EAGAIN
     // (io::ErrorKind::WouldBlock) instead of waiting for a client.
