@@ -98,7 +98,7 @@ fn line_then(target: &Target, rest: &[u8]) -> Vec<u8> {
 #[case::example13_exclusive(&EXAMPLE13_EXCLUSIVE)]
 #[case::example14_mio(&EXAMPLE14)]
 #[case::example15_tokio(&EXAMPLE15)]
-#[case::example15_tokio_multi_thread(&EXAMPLE15_MULTI_THREAD)]
+#[case::example15_multi_thread(&EXAMPLE15_MULTI_THREAD)]
 fn every_server_that_lives_on(#[case] target: &Target) {}
 
 /// The servers whose lesson tests do not already show that a silent client
@@ -114,7 +114,7 @@ fn every_server_that_lives_on(#[case] target: &Target) {}
 #[case::example13_exclusive(&EXAMPLE13_EXCLUSIVE)]
 #[case::example14_mio(&EXAMPLE14)]
 #[case::example15_tokio(&EXAMPLE15)]
-#[case::example15_tokio_multi_thread(&EXAMPLE15_MULTI_THREAD)]
+#[case::example15_multi_thread(&EXAMPLE15_MULTI_THREAD)]
 fn servers_without_a_silent_client_lesson(#[case] target: &Target) {}
 
 // ---------------------------------------------------------------------------
