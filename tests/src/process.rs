@@ -27,15 +27,30 @@ pub fn fd_count(pid: u32) -> usize {
         .unwrap_or_else(|err| panic!("cannot list /proc/{pid}/fd: {err}"))
 }
 
-/// What each open fd of process `pid` is (`3 -> Socket(1234)`), for
-/// failure messages.
+/// What each open fd of process `pid` is, as `ls -l /proc/PID/fd` shows
+/// it (`3 -> socket:[1234]`, `6 -> anon_inode:[eventpoll]`): for tests
+/// that look for an fd of a kind, and for failure messages.
 pub fn fd_targets(pid: u32) -> Vec<String> {
     let Ok(fds) = Process::new(pid as i32).and_then(|process| process.fd()) else {
         return Vec::new();
     };
     fds.flatten()
-        .map(|info| format!("{} -> {:?}", info.fd, info.target))
+        .map(|info| format!("{} -> {}", info.fd, link_text(&info.target)))
         .collect()
+}
+
+/// The text of an fd's link in /proc/PID/fd, which procfs has parsed.
+fn link_text(target: &FDTarget) -> String {
+    match target {
+        FDTarget::Path(path) => path.display().to_string(),
+        FDTarget::Socket(inode) => format!("socket:[{inode}]"),
+        FDTarget::Net(inode) => format!("net:[{inode}]"),
+        FDTarget::Pipe(inode) => format!("pipe:[{inode}]"),
+        FDTarget::AnonInode(kind) => format!("anon_inode:{kind}"),
+        FDTarget::MemFD(name) => format!("/memfd:{name}"),
+        FDTarget::Other(kind, inode) => format!("{kind}:[{inode}]"),
+        FDTarget::Unknown(kind, rest) => format!("{kind}:{rest}"),
+    }
 }
 
 /// The fds of process `pid` and what each is, from /proc/PID/fd (an fd
