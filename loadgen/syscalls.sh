@@ -47,6 +47,7 @@ else
     binary=${1:?usage: syscalls.sh BINARY [ARGS...] | --pid PID --addr IP:PORT}
     shift
     cargo build --release -q -p "$binary" >&2
+    : >"$tmp/out" # exists before the server has opened it
     "target/release/$binary" --addr 127.0.0.1:0 --quiet "$@" >"$tmp/out" 2>"$tmp/err" &
     SPID=$!
     for _ in $(seq 100); do
