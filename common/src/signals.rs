@@ -11,9 +11,9 @@
 //! (A self-pipe, written by a signal handler and read by the loop, is the
 //! portable version of the same idea; signalfd needs no handler at all.)
 //!
-//! The blocking servers (examples 1 and 2) have no loop to watch a second
-//! fd: they sit in accept(2) or read(2). For them a small thread waits for
-//! the signal with sigwait(2) and ends the process with status 0; the kernel
+//! The blocking servers (examples 0, 1, 2 and 7) have no loop to watch a
+//! second fd: they sit in accept(2) or read(2). For them a small thread waits
+//! for the signal with sigwait(3) and ends the process with status 0; the kernel
 //! closes every fd of an exiting process, the listener included.
 
 use std::io;
