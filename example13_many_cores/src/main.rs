@@ -156,7 +156,7 @@ fn main() -> common::MainResult {
     // Scoped threads may borrow the listeners; the scope ends when every
     // worker has returned.
     let args = &args;
-    let outcomes: Vec<io::Result<Counts>> = thread::scope(|scope| {
+    let outcomes: Vec<anyhow::Result<Counts>> = thread::scope(|scope| {
         let running: Vec<_> = crew
             .into_iter()
             .map(|worker| {
@@ -171,12 +171,21 @@ fn main() -> common::MainResult {
                         }
                         outcome
                     })
-                    .expect("cannot start a worker thread")
             })
             .collect();
+        // A thread can fail to start (pthread_create(3): EAGAIN, out of
+        // memory for its stack, or at RLIMIT_NPROC: `--workers 1024` on a
+        // small machine). The workers already running stop as above, or
+        // the scope would wait for them for ever.
+        if running.iter().any(Result::is_err) {
+            let _ = kill(Pid::this(), Signal::SIGTERM);
+        }
         running
             .into_iter()
-            .map(|worker| worker.join().expect("a worker panicked"))
+            .map(|spawned| {
+                let worker = spawned.context("cannot start a worker thread")?;
+                Ok(worker.join().expect("a worker panicked")?)
+            })
             .collect()
     });
 

@@ -14,6 +14,7 @@ use tests::balance::{
     WorkerCounts, blocking_accept_order, one_at_a_time_to_idle_workers, worker_counts,
 };
 use tests::client::PATIENCE;
+use tests::limits::limit_address_space;
 use tests::process::{accept_queues, state, tcp_ext};
 use tests::{GET, RESPONSE, Server, connect, request, wait_until};
 
@@ -159,6 +160,32 @@ fn epollexclusive_gives_an_idle_servers_connections_to_its_first_worker() {
         "worker 0 accepted {} of {CONNECTIONS}: {counts:?}",
         counts[0].accepted
     );
+}
+
+/// A worker thread that cannot start (here: no address space left for its
+/// stack, under RLIMIT_AS) is an error, not a panic: the workers already
+/// running stop as they do on Ctrl-C, and the server exits with status 1
+/// and says why, instead of waiting for them for ever.
+#[test]
+fn a_worker_that_cannot_start_stops_the_server_with_a_message() {
+    // 300 workers' stacks (2 MiB each) do not fit in 256 MiB.
+    let args = ["--quiet", "--balance", "shared", "--workers", "300"];
+    let mut server = Server::start_with(BINARY, &args, |command| {
+        limit_address_space(command, 256 << 20)
+    });
+    let status = server.wait_exit(PATIENCE).unwrap_or_else(|| {
+        panic!(
+            "the server still runs {PATIENCE:?} after a worker failed to start:\n{}",
+            server.stderr()
+        )
+    });
+    assert_eq!(status.code(), Some(1), "{status}\n{}", server.stderr());
+    assert!(
+        server.wait_for_stderr(PATIENCE, |err| err.contains("cannot start a worker thread")),
+        "{}",
+        server.stderr()
+    );
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
 
 // ---------------------------------------------------------------------------
