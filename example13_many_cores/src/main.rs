@@ -387,7 +387,7 @@ impl Worker<'_> {
                 }
                 found_work |= match event.data() {
                     LISTENER => self.accept_all(args)? > 0,
-                    token => self.on_connection(token, args.epoll.server.quiet)?,
+                    token => self.on_connection(token, args.epoll.server.quiet),
                 };
             }
             if woken > 0 && !found_work {
@@ -458,9 +458,9 @@ impl Worker<'_> {
 
     /// An event for a connection on the slow path: carry on where it
     /// stopped. Returns whether there was such a connection.
-    fn on_connection(&mut self, token: u64, quiet: bool) -> io::Result<bool> {
+    fn on_connection(&mut self, token: u64, quiet: bool) -> bool {
         let Some(connection) = self.connections.get_mut(&token) else {
-            return Ok(false);
+            return false;
         };
         match connection.advance(quiet) {
             // Still waiting for the same thing: the entry stays as it is.
@@ -469,8 +469,14 @@ impl Worker<'_> {
             // the entry to EPOLLOUT (epoll_ctl(EPOLL_CTL_MOD)).
             Ok(Next::Write) => {
                 let mut interest = EpollEvent::new(Next::Write.flags(), token);
-                self.epoll.modify(&connection.stream, &mut interest)?;
-                connection.waiting_for = Next::Write;
+                if self.epoll.modify(&connection.stream, &mut interest).is_ok() {
+                    connection.waiting_for = Next::Write;
+                } else {
+                    // ENOMEM: nothing would say when to write. This client
+                    // goes, as one that `watch` cannot add does; the
+                    // server carries on.
+                    self.connections.remove(&token);
+                }
             }
             // Answered, or the client has gone. close(2) also takes the
             // socket out of the interest list (epoll(7): no other fd refers
@@ -479,7 +485,7 @@ impl Worker<'_> {
                 self.connections.remove(&token);
             }
         }
-        Ok(true)
+        true
     }
     // ANCHOR_END: watch
 }
