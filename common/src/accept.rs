@@ -13,9 +13,9 @@
 //!   for memory). The connection stays in the kernel's queue, so the
 //!   listening socket stays readable. A level-triggered loop that retries
 //!   is told "readable" again at once, forever: 100% CPU, and nobody is
-//!   served. An edge-triggered loop that gives up is never told again
-//!   (the queue did not go from empty to non-empty), so the clients
-//!   already queued wait until a new one arrives.
+//!   served. An edge-triggered loop that gives up is not told again until
+//!   a new connection arrives (only an arrival makes an edge), so the
+//!   clients already queued wait for the next one.
 //!
 //! The Python examples die of the second (examples 3, 5 and 6 raise;
 //! example 4 swallows it and strands its queue). Here, the answer to a
