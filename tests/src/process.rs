@@ -251,7 +251,8 @@ pub fn threads_in_epoll_wait(pid: u32) -> usize {
 /// in /proc/PID/fdinfo: one `(watched fd, event mask)` per interest entry.
 ///
 /// The mask is what the program asked for, plus EPOLLERR and EPOLLHUP, which
-/// the kernel always adds; EPOLLET is bit 31.
+/// the kernel always adds; EPOLLET is bit 31. An epoll instance open under
+/// two fds (tokio's driver dups its own) lists its entries under each.
 pub fn epoll_interest(pid: u32) -> Vec<(i32, u32)> {
     let mut interest = Vec::new();
     for (fd, target) in fds(pid) {
