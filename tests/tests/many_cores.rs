@@ -289,8 +289,7 @@ impl Sysctl {
     /// not.
     fn set(path: &'static str, value: &str) -> Result<Sysctl, String> {
         let old = std::fs::read_to_string(path).map_err(|err| format!("{path}: {err}"))?;
-        // SAFETY: geteuid(2) cannot fail and touches no memory.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             return Err(format!("setting {path} needs root"));
         }
         std::fs::write(path, value).map_err(|err| format!("cannot write {path}: {err}"))?;
