@@ -239,7 +239,8 @@ fn accept_all(
 ) -> io::Result<bool> {
     loop {
         // accept4(2) with SOCK_NONBLOCK|SOCK_CLOEXEC: the new socket is
-        // non-blocking from the start, one fcntl fewer than example 4.
+        // non-blocking from the start: one system call fewer than example
+        // 4, whose set_nonblocking is an ioctl(FIONBIO).
         match listener.accept() {
             Ok((stream, _address)) => register(registry, connections, stream),
             // EAGAIN: the queue is empty; the next client makes an edge.
