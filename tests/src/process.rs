@@ -402,9 +402,9 @@ mod tests {
 
     /// This test's own process stands for the server: the fd of its side of
     /// a connection is found by the connection's addresses, and is among its
-    /// socket fds. (procfs names the target `Socket(inode)`, where
-    /// /proc/PID/fd's link reads `socket:[inode]`: compared as text, the
-    /// two never match.)
+    /// socket fds. (Matched by inode, with procfs's parsed targets: when the
+    /// lookup compared the text of `fd_targets`, whose form had changed, it
+    /// found nothing, and the tests built on it failed or could not fail.)
     #[test]
     fn the_fd_of_a_connection_is_found_by_its_addresses() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
