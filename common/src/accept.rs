@@ -13,9 +13,9 @@
 //!   for memory). The connection stays in the kernel's queue, so the
 //!   listening socket stays readable. A level-triggered loop that retries
 //!   is told "readable" again at once, forever: 100% CPU, and nobody is
-//!   served. An edge-triggered loop that gives up is never told again
-//!   (the queue did not go from empty to non-empty), so the clients
-//!   already queued wait until a new one arrives.
+//!   served. An edge-triggered loop that gives up is not told again until
+//!   a new connection arrives (only an arrival makes an edge), so the
+//!   clients already queued wait for the next one.
 //!
 //! The Python examples die of the second (examples 3, 5 and 6 raise;
 //! example 4 swallows it and strands its queue). Here, the answer to a
@@ -204,10 +204,17 @@ mod tests {
 
     use super::*;
 
-    fn listener() -> TcpListener {
+    /// A non-blocking listener on a free port, in a new epoll instance's
+    /// interest list with `interest` (its fd as token), and its acceptor.
+    fn watched_listener(interest: EpollFlags) -> (Epoll, TcpListener, Acceptor) {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        listener
+        let token = listener.as_raw_fd() as u64;
+        epoll
+            .add(&listener, EpollEvent::new(interest, token))
+            .unwrap();
+        (epoll, listener, Acceptor::new(interest, token))
     }
 
     /// Waits at most `ms` for events and returns how many came.
@@ -220,13 +227,7 @@ mod tests {
     /// error.
     #[test]
     fn accepts_a_queued_client_then_reports_an_empty_queue() {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
-        let listener = listener();
-        let token = listener.as_raw_fd() as u64;
-        epoll
-            .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, token))
-            .unwrap();
-        let mut acceptor = Acceptor::new(EpollFlags::EPOLLIN, token);
+        let (epoll, listener, mut acceptor) = watched_listener(EpollFlags::EPOLLIN);
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert_eq!(wait(&epoll, 5000), 1);
         assert!(acceptor.accept(&epoll, &listener).unwrap().is_some());
@@ -244,13 +245,7 @@ mod tests {
             EpollFlags::EPOLLIN,
             EpollFlags::EPOLLIN | EpollFlags::EPOLLET,
         ] {
-            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
-            let listener = listener();
-            let token = listener.as_raw_fd() as u64;
-            epoll
-                .add(&listener, EpollEvent::new(interest, token))
-                .unwrap();
-            let mut acceptor = Acceptor::new(interest, token);
+            let (epoll, listener, mut acceptor) = watched_listener(interest);
             let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             assert_eq!(
                 wait(&epoll, 5000),
@@ -276,19 +271,13 @@ mod tests {
     #[test]
     fn an_exclusive_listener_pauses_by_delete_and_resumes_by_add() {
         let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
-        let listener = listener();
-        let token = listener.as_raw_fd() as u64;
-        epoll
-            .add(&listener, EpollEvent::new(interest, token))
-            .unwrap();
+        let (epoll, listener, mut acceptor) = watched_listener(interest);
         // The kernel's rule, which the acceptor works around.
-        let mut same = EpollEvent::new(interest, token);
+        let mut same = EpollEvent::new(interest, listener.as_raw_fd() as u64);
         assert_eq!(
             epoll.modify(&listener, &mut same),
             Err(nix::errno::Errno::EINVAL)
         );
-        let mut acceptor = Acceptor::new(interest, token);
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert_eq!(wait(&epoll, 5000), 1, "the client is reported");
         acceptor.pause(&epoll, &listener).unwrap();
@@ -307,13 +296,7 @@ mod tests {
     /// EAGAIN at once instead of waiting.
     #[test]
     fn accept_nonblocking_gives_a_non_blocking_socket() {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
-        let listener = listener();
-        let token = listener.as_raw_fd() as u64;
-        epoll
-            .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, token))
-            .unwrap();
-        let mut acceptor = Acceptor::new(EpollFlags::EPOLLIN, token);
+        let (epoll, listener, mut acceptor) = watched_listener(EpollFlags::EPOLLIN);
         assert!(
             acceptor
                 .accept_nonblocking(&epoll, &listener)

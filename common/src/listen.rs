@@ -18,7 +18,7 @@ pub fn listen(args: &ServerArgs) -> anyhow::Result<TcpListener> {
 /// Like [`listen`], with `options` applied to the socket before it
 /// listens, so no client is accepted before they are set (the startup
 /// line, which a client may be waiting for, comes after them too).
-/// Example 6 sets TCP_NODELAY this way.
+/// Example 6 sets TCP_NODELAY this way, example 13 TCP_DEFER_ACCEPT.
 pub fn listen_with(
     args: &ServerArgs,
     options: impl FnOnce(&Socket) -> io::Result<()>,

@@ -115,13 +115,13 @@ fn main() -> common::MainResult {
     let listener_token = token_of(&listener);
 
     // epoll_create1(2): a new epoll instance, itself a file descriptor. It
-    // holds the interest list (what we watch) and the ready list (what the
-    // kernel has found ready since we last asked).
+    // holds the interest list (what we watch) and the ready list (the
+    // watched fds the kernel has found ready, for epoll_wait to hand out).
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     // epoll_ctl(EPOLL_CTL_ADD): watch the listener for EPOLLIN, which on a
     // listening socket means "a connection is waiting in the accept queue".
-    // EPOLLET: report it when the queue goes from empty to not empty, not
-    // for as long as it is not empty.
+    // EPOLLET: report it when a new connection arrives, not for as long as
+    // the queue is not empty.
     let edge_in = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
     epoll.add(&listener, EpollEvent::new(edge_in, listener_token))?;
     // Takes clients off the queue, and stops watching the listener for a
@@ -150,8 +150,10 @@ fn main() -> common::MainResult {
         // timeout is the time to the next deadline (or the end of an accept
         // pause, if sooner); with no deadline pending, none. Returning 0
         // events means the time is up: `expire` finds the work at the top
-        // of the loop. A signal interrupts the wait with EINTR, which nix
-        // returns as an error: just wait again.
+        // of the loop. SIGINT and SIGTERM do not interrupt the wait (they
+        // are blocked, and wait in the signalfd), but a stop and continue
+        // does (Ctrl-Z, then fg): EINTR (signal(7)), which nix returns as an
+        // error. Just wait again.
         let ready = match epoll.wait(&mut events, wait_timeout(next, &acceptor)) {
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,

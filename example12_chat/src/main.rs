@@ -141,13 +141,13 @@ fn main() -> common::MainResult {
     let listener_token = token_of(&listener);
 
     // epoll_create1(2): a new epoll instance, itself a file descriptor. It
-    // holds the interest list (what we watch) and the ready list (what the
-    // kernel has found ready since we last asked).
+    // holds the interest list (what we watch) and the ready list (the
+    // watched fds the kernel has found ready, for epoll_wait to hand out).
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     // epoll_ctl(EPOLL_CTL_ADD): watch the listener for EPOLLIN, which on a
     // listening socket means "a connection is waiting in the accept queue".
-    // EPOLLET: report it when the queue goes from empty to not empty, not
-    // for as long as it is not empty.
+    // EPOLLET: report it when a new connection arrives, not for as long as
+    // the queue is not empty.
     let edge_in = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
     epoll.add(&listener, EpollEvent::new(edge_in, listener_token))?;
     // Takes clients off the queue, and stops watching the listener for a
@@ -172,8 +172,10 @@ fn main() -> common::MainResult {
     loop {
         // epoll_wait(2): sleep until at least one watched fd is ready, and
         // fill `events` with up to 64 of them. No timeout, except while
-        // accepting is paused. A signal interrupts the wait with EINTR,
-        // which nix returns as an error: just wait again.
+        // accepting is paused. SIGINT and SIGTERM do not interrupt the
+        // wait (they are blocked, and wait in the signalfd), but a stop and
+        // continue does (Ctrl-Z, then fg): EINTR (signal(7)), which nix
+        // returns as an error. Just wait again.
         let ready = match epoll.wait(&mut events, acceptor.timeout()) {
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,
@@ -379,17 +381,21 @@ impl Room {
         };
         match why {
             // It is listening, and may still be owed lines: write what its
-            // socket takes now. Dropping the stream then closes it, and the
-            // kernel sends FIN after those bytes.
-            Leaving::HungUp => client.flush(epoll, token),
-            // Told why, in the last line it gets. Its input is not read to
-            // the end, and Linux closes a socket with unread bytes by
-            // sending RST, not FIN (tcp_close(), after RFC 2525, section
-            // 2.17); the client's kernel still keeps the line for it to
-            // read, before it reports the reset.
+            // socket takes now (its epoll entry is gone: no EPOLLOUT).
+            // Dropping the stream then closes it, and the kernel sends FIN
+            // after those bytes.
+            Leaving::HungUp => client.write_queue(),
+            // Told why, in the last line it gets: behind what it is still
+            // owed, so that no line is cut in two by it, and as far as its
+            // socket takes now. Its input is not read to the end, and Linux
+            // closes a socket with unread bytes by sending RST, not FIN
+            // (tcp_close(), after RFC 2525, section 2.17); the client's
+            // kernel still keeps the line for it to read, before it
+            // reports the reset.
             Leaving::LineTooLong => {
                 let goodbye = format!("your line is over {} bytes: goodbye\n", self.max_line);
-                let _ = client.stream.write(goodbye.as_bytes());
+                client.push(goodbye.into_bytes().into());
+                client.write_queue();
             }
             // Its socket is full, so no last line fits: the others are
             // told instead. A plain close would leave the kernel holding
@@ -462,8 +468,7 @@ impl Client {
             return Ok(());
         }
         let was_empty = self.queue.is_empty();
-        self.owed += part.len();
-        self.queue.push_back(part);
+        self.push(part);
         // With parts already waiting, the last write found the socket
         // full, and EPOLLOUT will say when it has room: writing now would
         // only hear EAGAIN again. A client that never reads costs one
@@ -478,10 +483,37 @@ impl Client {
     }
     // ANCHOR_END: send
 
+    /// Puts `part` at the back of the queue.
+    fn push(&mut self, part: Rc<[u8]>) {
+        self.owed += part.len();
+        self.queue.push_back(part);
+    }
+
     // ANCHOR: flush
     /// Writes the queue until it is empty or the socket is full (EAGAIN),
     /// then watches EPOLLOUT if, and only if, something is left.
     fn flush(&mut self, epoll: &Epoll, token: u64) {
+        self.write_queue();
+        let want_out = !self.queue.is_empty();
+        if want_out != self.watching_out {
+            // epoll_ctl(EPOLL_CTL_MOD): add EPOLLOUT while bytes wait, and
+            // take it away once they are gone. Adding it re-checks
+            // readiness, so room that appeared since the EAGAIN is
+            // reported at once: no edge is missed.
+            let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+            if want_out {
+                flags |= EpollFlags::EPOLLOUT;
+            }
+            match epoll.modify(&self.stream, &mut EpollEvent::new(flags, token)) {
+                Ok(()) => self.watching_out = want_out,
+                // ENOMEM: nothing could tell us when to write again.
+                Err(_) => self.stop_writing(),
+            }
+        }
+    }
+
+    /// Writes the queue until it is empty or the socket is full (EAGAIN).
+    fn write_queue(&mut self) {
         while !self.queue.is_empty() && !self.gone {
             // writev(2): up to WRITE_PARTS parts in one system call, the
             // first from where the last write stopped.
@@ -499,22 +531,6 @@ impl Client {
                 Err(err) if is_transient(&err) => break,
                 // EPIPE, ECONNRESET: the client has gone (see `gone`).
                 _ => self.stop_writing(),
-            }
-        }
-        let want_out = !self.queue.is_empty();
-        if want_out != self.watching_out {
-            // epoll_ctl(EPOLL_CTL_MOD): add EPOLLOUT while bytes wait, and
-            // take it away once they are gone. Adding it re-checks
-            // readiness, so room that appeared since the EAGAIN is
-            // reported at once: no edge is missed.
-            let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
-            if want_out {
-                flags |= EpollFlags::EPOLLOUT;
-            }
-            match epoll.modify(&self.stream, &mut EpollEvent::new(flags, token)) {
-                Ok(()) => self.watching_out = want_out,
-                // ENOMEM: nothing could tell us when to write again.
-                Err(_) => self.stop_writing(),
             }
         }
     }

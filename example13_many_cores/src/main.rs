@@ -156,7 +156,7 @@ fn main() -> common::MainResult {
     // Scoped threads may borrow the listeners; the scope ends when every
     // worker has returned.
     let args = &args;
-    let outcomes: Vec<io::Result<Counts>> = thread::scope(|scope| {
+    let outcomes: Vec<anyhow::Result<Counts>> = thread::scope(|scope| {
         let running: Vec<_> = crew
             .into_iter()
             .map(|worker| {
@@ -171,12 +171,21 @@ fn main() -> common::MainResult {
                         }
                         outcome
                     })
-                    .expect("cannot start a worker thread")
             })
             .collect();
+        // A thread can fail to start (pthread_create(3): EAGAIN, out of
+        // memory for its stack, or at RLIMIT_NPROC: `--workers 1024` on a
+        // small machine). The workers already running stop as above, or
+        // the scope would wait for them for ever.
+        if running.iter().any(Result::is_err) {
+            let _ = kill(Pid::this(), Signal::SIGTERM);
+        }
         running
             .into_iter()
-            .map(|worker| worker.join().expect("a worker panicked"))
+            .map(|spawned| {
+                let worker = spawned.context("cannot start a worker thread")?;
+                Ok(worker.join().expect("a worker panicked")?)
+            })
             .collect()
     });
 
@@ -209,10 +218,10 @@ fn main() -> common::MainResult {
 fn open_listeners(args: &Args, workers: usize) -> anyhow::Result<Vec<TcpListener>> {
     let server = &args.epoll.server;
     match args.balance {
-        // (common::listen prints the startup line; the options follow it
-        // by microseconds, and a client that connects in between is only
-        // not deferred.)
-        Balance::Shared | Balance::Exclusive => Ok(vec![prepare(common::listen(server)?, args)?]),
+        Balance::Shared | Balance::Exclusive => {
+            let listener = common::listen_with(server, |socket| options(socket, args))?;
+            Ok(vec![listener])
+        }
         Balance::Reuseport => {
             // SO_REUSEPORT lets any socket of the same user with the option
             // bind this port, a second copy of this server too, without a
@@ -225,7 +234,7 @@ fn open_listeners(args: &Args, workers: usize) -> anyhow::Result<Vec<TcpListener
                 free_address(server.addr)?
             };
             let listeners = (0..workers)
-                .map(|_| prepare(reuseport_listener(addr, server.backlog)?, args))
+                .map(|_| reuseport_listener(addr, args))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let local = listeners[0].local_addr()?;
             common::output::write_stdout(format!("listening on {local}\n").as_bytes());
@@ -234,17 +243,17 @@ fn open_listeners(args: &Args, workers: usize) -> anyhow::Result<Vec<TcpListener
     }
 }
 
-/// The options every listening socket gets before it is used.
-fn prepare(listener: TcpListener, args: &Args) -> anyhow::Result<TcpListener> {
+/// The options every listening socket gets before listen(2), so that no
+/// client is queued before they hold.
+fn options(socket: &Socket, args: &Args) -> io::Result<()> {
     // O_NONBLOCK: accept(2) says EAGAIN instead of waiting, for the
     // workers that were woken and find the queue empty.
-    listener.set_nonblocking(true)?;
-    defer_accept(&listener, args.defer_accept)?;
-    Ok(listener)
+    socket.set_nonblocking(true)?;
+    defer_accept(socket, args.defer_accept)
 }
 
 /// One listening socket of a SO_REUSEPORT group on `addr`.
-fn reuseport_listener(addr: SocketAddr, backlog: i32) -> anyhow::Result<TcpListener> {
+fn reuseport_listener(addr: SocketAddr, args: &Args) -> anyhow::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     // SO_REUSEPORT, on every socket of the group, before bind(2) (socket(7)):
@@ -253,9 +262,10 @@ fn reuseport_listener(addr: SocketAddr, backlog: i32) -> anyhow::Result<TcpListe
     socket
         .bind(&addr.into())
         .map_err(|err| common::explain_bind_error(err, &addr.to_string()))?;
-    // Each socket has its own queue of `backlog` connections.
+    options(&socket, args).context("cannot set the listening socket's options")?;
+    // Each socket has its own queue of `--backlog` connections.
     socket
-        .listen(backlog)
+        .listen(args.epoll.server.backlog)
         .with_context(|| format!("cannot listen on {addr}"))?;
     Ok(socket.into())
 }
@@ -283,13 +293,14 @@ fn free_address(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
 /// in between, finds nothing to read, and must watch the socket and sleep
 /// until the request comes. With it, the kernel keeps the connection until
 /// the request is there, or `seconds` have passed (0 turns it off).
-fn defer_accept(listener: &TcpListener, seconds: u16) -> io::Result<()> {
+fn defer_accept(socket: &Socket, seconds: u16) -> io::Result<()> {
     let value = nix::libc::c_int::from(seconds);
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `value`,
-    // which lives across the call; the fd is the listener's, open.
+    // which lives across the call; the fd is the socket's, open. (Neither
+    // socket2 nor nix has a wrapper for TCP_DEFER_ACCEPT.)
     let rc = unsafe {
         nix::libc::setsockopt(
-            listener.as_raw_fd(),
+            socket.as_raw_fd(),
             nix::libc::IPPROTO_TCP,
             nix::libc::TCP_DEFER_ACCEPT,
             (&raw const value).cast(),
@@ -376,7 +387,7 @@ impl Worker<'_> {
                 }
                 found_work |= match event.data() {
                     LISTENER => self.accept_all(args)? > 0,
-                    token => self.on_connection(token, args.epoll.server.quiet)?,
+                    token => self.on_connection(token, args.epoll.server.quiet),
                 };
             }
             if woken > 0 && !found_work {
@@ -447,9 +458,9 @@ impl Worker<'_> {
 
     /// An event for a connection on the slow path: carry on where it
     /// stopped. Returns whether there was such a connection.
-    fn on_connection(&mut self, token: u64, quiet: bool) -> io::Result<bool> {
+    fn on_connection(&mut self, token: u64, quiet: bool) -> bool {
         let Some(connection) = self.connections.get_mut(&token) else {
-            return Ok(false);
+            return false;
         };
         match connection.advance(quiet) {
             // Still waiting for the same thing: the entry stays as it is.
@@ -458,8 +469,14 @@ impl Worker<'_> {
             // the entry to EPOLLOUT (epoll_ctl(EPOLL_CTL_MOD)).
             Ok(Next::Write) => {
                 let mut interest = EpollEvent::new(Next::Write.flags(), token);
-                self.epoll.modify(&connection.stream, &mut interest)?;
-                connection.waiting_for = Next::Write;
+                if self.epoll.modify(&connection.stream, &mut interest).is_ok() {
+                    connection.waiting_for = Next::Write;
+                } else {
+                    // ENOMEM: nothing would say when to write. This client
+                    // goes, as one that `watch` cannot add does; the
+                    // server carries on.
+                    self.connections.remove(&token);
+                }
             }
             // Answered, or the client has gone. close(2) also takes the
             // socket out of the interest list (epoll(7): no other fd refers
@@ -468,7 +485,7 @@ impl Worker<'_> {
                 self.connections.remove(&token);
             }
         }
-        Ok(true)
+        true
     }
     // ANCHOR_END: watch
 }

@@ -98,9 +98,9 @@ fn main() -> common::MainResult {
 
     // ANCHOR: setup
     // epoll_create1(2): a new epoll instance, itself a file descriptor. It
-    // holds the interest list (what we watch) and the ready list (what the
-    // kernel has found ready since we last asked). mio calls it a Poll, and
-    // the epoll_ctl side of it a Registry.
+    // holds the interest list (what we watch) and the ready list (the
+    // watched fds the kernel has found ready, for epoll_wait to hand out).
+    // mio calls it a Poll, and the epoll_ctl side of it a Registry.
     let mut poll = Poll::new()?;
     // epoll_ctl(EPOLL_CTL_ADD): watch the listener for EPOLLIN, which on a
     // listening socket means "a connection is waiting in the accept queue".
@@ -126,8 +126,10 @@ fn main() -> common::MainResult {
         // ANCHOR: wait
         // epoll_wait(2): sleep until at least one watched fd is ready, and
         // fill `events` with up to 64 of them. No timeout, except while
-        // accepting is paused. A signal interrupts the wait with EINTR,
-        // which mio returns as an error: just wait again.
+        // accepting is paused. SIGINT and SIGTERM do not interrupt the
+        // wait (they are blocked in every thread, and wait in the
+        // signalfd), but a stop and continue does (Ctrl-Z, then fg): EINTR
+        // (signal(7)), which mio returns as an error. Just wait again.
         let timeout = accept_paused.then_some(ACCEPT_PAUSE);
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
@@ -237,7 +239,8 @@ fn accept_all(
 ) -> io::Result<bool> {
     loop {
         // accept4(2) with SOCK_NONBLOCK|SOCK_CLOEXEC: the new socket is
-        // non-blocking from the start, one fcntl fewer than example 4.
+        // non-blocking from the start: one system call fewer than example
+        // 4, whose set_nonblocking is an ioctl(FIONBIO).
         match listener.accept() {
             Ok((stream, _address)) => register(registry, connections, stream),
             // EAGAIN: the queue is empty; the next client makes an edge.

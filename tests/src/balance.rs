@@ -8,6 +8,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use procfs::process::Process;
+
 use crate::client::PATIENCE;
 
 /// One line of example 13's goodbye: `worker W: accepted A, wakeups K,
@@ -47,23 +49,16 @@ pub fn worker_counts(stderr: &str) -> Vec<WorkerCounts> {
         .collect()
 }
 
-/// Whether every thread of process `pid` (`self` for this one) whose id is
-/// in `threads` (all of them, if empty) is asleep (state `S`).
-fn all_asleep(pid: &str, threads: &[i32]) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+/// Whether every thread of `process` whose id is in `threads` (all of
+/// them, if empty) is asleep (state `S`).
+fn all_asleep(process: &Process, threads: &[i32]) -> bool {
+    let Ok(tasks) = process.tasks() else {
         return false;
     };
-    tasks.flatten().all(|task| {
-        let tid: i32 = task.file_name().to_string_lossy().parse().unwrap_or(-1);
-        if !threads.is_empty() && !threads.contains(&tid) {
-            return true;
-        }
-        // The state is the first field after the command name's `)`.
-        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-            stat.rfind(')')
-                .is_some_and(|end| stat[end + 1..].trim_start().starts_with('S'))
-        })
-    })
+    tasks
+        .flatten()
+        .filter(|task| threads.is_empty() || threads.contains(&task.tid))
+        .all(|task| task.stat().is_ok_and(|stat| stat.state == 'S'))
 }
 
 /// Waits until every thread of process `pid` is asleep: a server whose
@@ -71,7 +66,8 @@ fn all_asleep(pid: &str, threads: &[i32]) -> bool {
 /// last client. Panics if that takes longer than a client's patience.
 pub fn wait_until_idle(pid: u32) {
     assert!(
-        crate::wait_until(PATIENCE, || all_asleep(&pid.to_string(), &[])),
+        crate::wait_until(PATIENCE, || Process::new(pid as i32)
+            .is_ok_and(|process| all_asleep(&process, &[]))),
         "the threads of {pid} never all slept"
     );
 }
@@ -104,8 +100,7 @@ pub fn blocking_accept_order(threads: usize, connections: usize) -> Vec<usize> {
         let listener = listener.try_clone().unwrap();
         let tid_tx = tid_tx.clone();
         thread::spawn(move || {
-            // SAFETY: gettid(2) has no arguments and cannot fail.
-            let _ = tid_tx.send(unsafe { libc::gettid() });
+            let _ = tid_tx.send(nix::unistd::gettid().as_raw());
             // accept(2) blocks in the kernel's wait queue of the listening
             // socket until a connection is there. Each thread tells its
             // client who it is, and waits again. (The threads end with the
@@ -118,10 +113,11 @@ pub fn blocking_accept_order(threads: usize, connections: usize) -> Vec<usize> {
     let tids: Vec<i32> = (0..threads)
         .map(|_| tid_rx.recv_timeout(PATIENCE).unwrap())
         .collect();
+    let this = Process::myself().expect("/proc/self");
     (0..connections)
         .map(|_| {
             assert!(
-                crate::wait_until(PATIENCE, || all_asleep("self", &tids)),
+                crate::wait_until(PATIENCE, || all_asleep(&this, &tids)),
                 "the accepting threads never all slept"
             );
             let mut stream = crate::connect(addr);

@@ -35,11 +35,22 @@ pub fn nofile() -> u64 {
 /// Makes `command` start its process with at most `max` open files
 /// (soft and hard limit), as `ulimit -n max` would.
 pub fn limit_nofile(command: &mut Command, max: u64) {
+    limit(command, Resource::RLIMIT_NOFILE, max);
+}
+
+/// Makes `command` start its process with at most `bytes` of address space
+/// (RLIMIT_AS, soft and hard), as `ulimit -v` would: each thread's stack is
+/// a mapping, so past it no thread can start.
+pub fn limit_address_space(command: &mut Command, bytes: u64) {
+    limit(command, Resource::RLIMIT_AS, bytes);
+}
+
+fn limit(command: &mut Command, resource: Resource, max: u64) {
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are allowed; setrlimit(2) is one, nix's
     // wrapper only calls it, and the closure allocates nothing.
     unsafe {
-        command.pre_exec(move || Ok(setrlimit(Resource::RLIMIT_NOFILE, max, max)?));
+        command.pre_exec(move || Ok(setrlimit(resource, max, max)?));
     }
 }
 

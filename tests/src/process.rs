@@ -76,6 +76,18 @@ pub fn socket_fds(pid: u32) -> Vec<i32> {
         .collect()
 }
 
+/// The fds of process `pid` that are anonymous inodes of `kind`: the
+/// kernel objects with no file behind them, named in /proc/PID/fd as
+/// `anon_inode:[eventfd]`, `anon_inode:[timerfd]`, `anon_inode:[eventpoll]`
+/// (pass the part in brackets, brackets included).
+pub fn anon_inode_fds(pid: u32, kind: &str) -> Vec<i32> {
+    fds(pid)
+        .into_iter()
+        .filter(|(_, target)| matches!(target, FDTarget::AnonInode(name) if name == kind))
+        .map(|(fd, _)| fd)
+        .collect()
+}
+
 /// /proc/PID/status: `threads`, and memory in KiB (`vmrss`, `vmhwm` the
 /// peak resident memory, `vmsize`).
 pub fn status(pid: u32) -> Status {
@@ -254,7 +266,8 @@ pub fn threads_in_epoll_wait(pid: u32) -> usize {
 /// in /proc/PID/fdinfo: one `(watched fd, event mask)` per interest entry.
 ///
 /// The mask is what the program asked for, plus EPOLLERR and EPOLLHUP, which
-/// the kernel always adds; EPOLLET is bit 31.
+/// the kernel always adds; EPOLLET is bit 31. An epoll instance open under
+/// two fds (tokio's driver dups its own) lists its entries under each.
 pub fn epoll_interest(pid: u32) -> Vec<(i32, u32)> {
     let mut interest = Vec::new();
     for (fd, target) in fds(pid) {
@@ -350,11 +363,10 @@ pub fn socket_fd(
     remote: std::net::SocketAddr,
 ) -> Option<i32> {
     let (_, inode) = tcp_socket(local, remote)?;
-    let wanted = format!("socket:[{inode}]");
-    fd_targets(pid).iter().find_map(|fd| {
-        let (number, target) = fd.split_once(" -> ")?;
-        (target == wanted).then(|| number.parse().ok())?
-    })
+    let inode: u64 = inode.parse().ok()?;
+    fds(pid)
+        .into_iter()
+        .find_map(|(fd, target)| (target == FDTarget::Socket(inode)).then_some(fd))
 }
 
 /// For each listening socket of process `pid`, how many connections wait
@@ -396,7 +408,41 @@ pub fn tcp_ext(name: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::epoll::{Epoll, EpollCreateFlags};
+
     use super::*;
+
+    /// This test's own process stands for the server: the fd of its side of
+    /// a connection is found by the connection's addresses, and is among its
+    /// socket fds. (Matched by inode, with procfs's parsed targets: when the
+    /// lookup compared the text of `fd_targets`, whose form had changed, it
+    /// found nothing, and the tests built on it failed or could not fail.)
+    #[test]
+    fn the_fd_of_a_connection_is_found_by_its_addresses() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server_addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(server_addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let pid = std::process::id();
+        let client_addr = client.local_addr().unwrap();
+        assert_eq!(
+            socket_fd(pid, server_addr, client_addr),
+            Some(accepted.as_raw_fd())
+        );
+        assert!(socket_fds(pid).contains(&accepted.as_raw_fd()));
+    }
+
+    /// An epoll instance is an anonymous inode, `anon_inode:[eventpoll]`.
+    #[test]
+    fn an_epoll_instance_is_found_among_the_anonymous_inodes() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let fds = anon_inode_fds(std::process::id(), "[eventpoll]");
+        assert!(fds.contains(&epoll.0.as_raw_fd()), "{fds:?}");
+        assert!(!anon_inode_fds(std::process::id(), "[timerfd]").contains(&epoll.0.as_raw_fd()));
+    }
 
     /// The state letter follows the process's life: `S` while it sleeps, `T`
     /// once stopped.

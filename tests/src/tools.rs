@@ -13,6 +13,11 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+
 /// Whether we run under CI (`CI=true`, as `.ci/run` is run there).
 pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|ci| ci == "true")
@@ -84,7 +89,7 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Output {
         .process_group(0)
         .spawn()
         .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
-    let group = child.id() as libc::pid_t;
+    let leader = Pid::from_raw(child.id() as i32);
     let drain = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -95,26 +100,75 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Output {
     let stdout = drain(Box::new(child.stdout.take().expect("a stdout pipe")));
     let stderr = drain(Box::new(child.stderr.take().expect("a stderr pipe")));
     let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            _ => break None,
+    // waitid(2) with WNOWAIT: has the command exited? Asked without reaping
+    // it (try_wait would), so that its pid, which names the group, cannot
+    // go to another process before the group is killed below.
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    let finished = loop {
+        match waitid(Id::Pid(leader), flags) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Ok(WaitStatus::StillAlive) => break false,
+            Ok(_) => break true,
+            Err(Errno::EINTR) => {}
+            Err(err) => panic!("waitid for {command:?}: {err}"),
         }
     };
-    // SAFETY: kill(2) on the process group we created; its leader is our
-    // child, not reaped until the wait below, so the id is not reused.
-    unsafe { libc::kill(-group, libc::SIGKILL) };
-    let waited = child.wait();
+    // killpg(2): whatever the command started and left behind, and the
+    // command itself if it is still running.
+    let _ = killpg(leader, Signal::SIGKILL);
     let output = Output {
-        status: status.unwrap_or_else(|| waited.expect("wait for the child")),
+        status: child.wait().expect("wait for the child"),
         stdout: stdout.join().expect("the stdout reader"),
         stderr: stderr.join().expect("the stderr reader"),
     };
     assert!(
-        status.is_some(),
+        finished,
         "{command:?} did not finish within {limit:?}; stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that finishes is reported with its output; what it left
+    /// running in its group is killed.
+    #[test]
+    fn a_finished_command_leaves_nothing_running() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "sleep 100 >/dev/null 2>&1 & echo $!"]);
+        let output = output_within(&mut command, crate::client::PATIENCE);
+        assert!(output.status.success(), "{output:?}");
+        let pid: i32 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = || {
+            procfs::process::Process::new(pid)
+                .and_then(|process| process.stat())
+                .map_or(true, |stat| stat.state == 'Z')
+        };
+        assert!(
+            crate::wait_until(crate::client::PATIENCE, gone),
+            "the command's `sleep 100` (pid {pid}) still runs"
+        );
+    }
+
+    /// A command still running at its limit is killed, and the test fails
+    /// saying so, at once rather than when the command would have ended.
+    #[test]
+    fn a_command_past_its_limit_is_killed_and_reported() {
+        let started = Instant::now();
+        let failure = std::panic::catch_unwind(|| {
+            output_within(Command::new("sleep").arg("100"), Duration::from_millis(200))
+        })
+        .expect_err("a command past its limit was reported as finished");
+        assert!(started.elapsed() < crate::client::PATIENCE);
+        let message = failure.downcast_ref::<String>().unwrap();
+        assert!(message.contains("did not finish within"), "{message}");
+    }
 }

@@ -6,7 +6,7 @@
 //! after echo_faults.rs and watch_fds_faults.rs. Its lessons (a client
 //! that stops reading, one that reads slowly, EPOLLOUT) are in chat.rs.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
@@ -18,7 +18,7 @@ use tests::chat::{CHAT, Chatter, Pace, said, text};
 use tests::client::{PATIENCE, random_bytes};
 use tests::command_line::{assert_help_mentions, assert_refused, command, stderr};
 use tests::process::{assert_not_spinning, epoll_interest, fd_count, peak_rss_kib, status};
-use tests::raw::{self, Killed, Raw};
+use tests::raw::{self, Raw};
 use tests::{Holdings, Server, connect, wait_until};
 
 /// Starts the chat with `args` (and `--quiet`), has a first client come
@@ -460,43 +460,6 @@ fn spawn_loud() -> Raw {
     raw::start(CHAT, &[], Stdio::null())
 }
 
-/// Joins and leaves until the server is stuck printing into `stdout`, a
-/// pipe nobody reads: it is nearly full, and a new client's welcome does
-/// not come. (The welcome is written before the join is printed, so the
-/// last client welcomed may be the one whose line blocked.) Returns how
-/// many joined.
-fn fill_stdout(process: &Killed, addr: SocketAddr, stdout: &OwnedFd) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut clients = 0;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "stdout never filled: {:?} (bytes, capacity) after {clients} clients; \
-             the server sleeps in {:?}",
-            raw::pipe_fill(stdout),
-            tests::process::wchans(process.pid())
-        );
-        let mut stream = connect(addr);
-        stream
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let mut welcome = [0u8; 8];
-        let welcomed = loop {
-            match stream.read(&mut welcome) {
-                Ok(n) => break n > 0,
-                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    if raw::nearly_full(stdout) {
-                        return clients;
-                    }
-                }
-                Err(err) => panic!("joining: {err}"),
-            }
-        };
-        assert!(welcomed, "the server closed a new client");
-        clients += 1;
-    }
-}
-
 /// A stdout that nobody reads (`| less` left on its first page) fills up,
 /// and the server waits in its log line, serving no one, as the Python's
 /// print would. Ctrl-C and SIGTERM still stop it at once, with status 0
@@ -510,8 +473,21 @@ fn stop_signals_work_while_nobody_reads_stdout() {
             stdout,
             ..
         } = spawn_loud();
+        // Clients join and, having shut down their sending side, leave at
+        // once: two log lines each, and the server's close ends each
+        // client's stream after its welcome, until the server is stuck
+        // printing a line into the full pipe and the next client waits.
         let unread = OwnedFd::from(stdout);
-        let clients = fill_stdout(&process, addr, &unread);
+        let clients = raw::fill_stdout(
+            &process,
+            &unread,
+            || {
+                let stream = connect(addr);
+                stream.shutdown(Shutdown::Write).unwrap();
+                stream
+            },
+            |welcome| assert!(welcome.starts_with(b"you are "), "{}", text(welcome)),
+        );
         assert!(raw::nearly_full(&unread), "{:?}", raw::pipe_fill(&unread));
         process.signal(signal);
         let status = process

@@ -248,12 +248,9 @@ fn exercise_10_timer() {
     let pid = server.pid();
     // The timer is the fd whose target is the kernel's timerfd inode,
     // whatever the log names it; it must sit in the epoll set, for reading.
-    let timer = tests::process::fd_targets(pid)
-        .iter()
-        .find_map(|fd| {
-            let (number, target) = fd.split_once(" -> ")?;
-            (target == "anon_inode:[timerfd]").then(|| number.parse::<i32>().ok())?
-        })
+    let timer = tests::process::anon_inode_fds(pid, "[timerfd]")
+        .first()
+        .copied()
         .unwrap_or_else(|| {
             panic!(
                 "no timerfd among the open fds: {:?}",

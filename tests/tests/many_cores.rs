@@ -14,6 +14,7 @@ use tests::balance::{
     WorkerCounts, blocking_accept_order, one_at_a_time_to_idle_workers, worker_counts,
 };
 use tests::client::PATIENCE;
+use tests::limits::limit_address_space;
 use tests::process::{accept_queues, state, tcp_ext};
 use tests::{GET, RESPONSE, Server, connect, request, wait_until};
 
@@ -161,6 +162,32 @@ fn epollexclusive_gives_an_idle_servers_connections_to_its_first_worker() {
     );
 }
 
+/// A worker thread that cannot start (here: no address space left for its
+/// stack, under RLIMIT_AS) is an error, not a panic: the workers already
+/// running stop as they do on Ctrl-C, and the server exits with status 1
+/// and says why, instead of waiting for them for ever.
+#[test]
+fn a_worker_that_cannot_start_stops_the_server_with_a_message() {
+    // 300 workers' stacks (2 MiB each) do not fit in 256 MiB.
+    let args = ["--quiet", "--balance", "shared", "--workers", "300"];
+    let mut server = Server::start_with(BINARY, &args, |command| {
+        limit_address_space(command, 256 << 20)
+    });
+    let status = server.wait_exit(PATIENCE).unwrap_or_else(|| {
+        panic!(
+            "the server still runs {PATIENCE:?} after a worker failed to start:\n{}",
+            server.stderr()
+        )
+    });
+    assert_eq!(status.code(), Some(1), "{status}\n{}", server.stderr());
+    assert!(
+        server.wait_for_stderr(PATIENCE, |err| err.contains("cannot start a worker thread")),
+        "{}",
+        server.stderr()
+    );
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
 // ---------------------------------------------------------------------------
 // Closing at once, without example 4's shutdown.
 
@@ -262,8 +289,7 @@ impl Sysctl {
     /// not.
     fn set(path: &'static str, value: &str) -> Result<Sysctl, String> {
         let old = std::fs::read_to_string(path).map_err(|err| format!("{path}: {err}"))?;
-        // SAFETY: geteuid(2) cannot fail and touches no memory.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             return Err(format!("setting {path} needs root"));
         }
         std::fs::write(path, value).map_err(|err| format!("cannot write {path}: {err}"))?;

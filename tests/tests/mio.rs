@@ -20,18 +20,6 @@ const EPOLLHUP: u32 = 0x010;
 const EPOLLRDHUP: u32 = 0x2000;
 const EPOLLET: u32 = 1 << 31;
 
-/// The fds of process `pid` whose target (`readlink /proc/PID/fd/N`) is
-/// `what`, such as `anon_inode:[eventfd]`.
-fn fds_of_kind(pid: u32, what: &str) -> Vec<i32> {
-    process::fd_targets(pid)
-        .iter()
-        .filter_map(|entry| {
-            let (fd, target) = entry.split_once(" -> ")?;
-            (target == what).then(|| fd.parse().ok())?
-        })
-        .collect()
-}
-
 /// `Interest::READABLE` is EPOLLIN|EPOLLRDHUP, and mio always adds EPOLLET:
 /// the kernel's record of the connection's interest entry
 /// (/proc/PID/fdinfo) says so, as the mio chapter claims from mio's
@@ -94,7 +82,7 @@ fn the_waker_wakes_the_loop_out_of_epoll_wait() {
     // it to be made.)
     let mut eventfds = Vec::new();
     let made = wait_until(PATIENCE, || {
-        eventfds = fds_of_kind(pid, "anon_inode:[eventfd]");
+        eventfds = process::anon_inode_fds(pid, "[eventfd]");
         !eventfds.is_empty()
     });
     assert!(made, "no eventfd; fds: {:?}", process::fd_targets(pid));
@@ -150,13 +138,7 @@ fn out_of_descriptors_the_listener_leaves_the_interest_list() {
     let server = Server::start_with(NAME, &["--quiet"], |command| limit_nofile(command, 64));
     let pid = server.pid();
     // The listener is the one socket before any client connects.
-    let sockets: Vec<i32> = process::fd_targets(pid)
-        .iter()
-        .filter_map(|entry| {
-            let (fd, target) = entry.split_once(" -> ")?;
-            target.starts_with("socket:").then(|| fd.parse().ok())?
-        })
-        .collect();
+    let sockets = process::socket_fds(pid);
     assert_eq!(sockets.len(), 1, "fds: {:?}", process::fd_targets(pid));
     let listener = sockets[0];
     let watched = || {

@@ -6,12 +6,14 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, poll};
 use tests::client::PATIENCE;
 use tests::command_line::{assert_help_mentions, assert_refused};
 use tests::limits::raise_nofile;
@@ -100,24 +102,23 @@ fn trickle(clients: &mut [SlowClient], duration: Duration) {
         let open: Vec<usize> = (0..clients.len())
             .filter(|&i| clients[i].closed_after.is_none())
             .collect();
-        let mut fds: Vec<libc::pollfd> = open
+        let mut fds: Vec<PollFd> = open
             .iter()
-            .map(|&i| libc::pollfd {
-                fd: clients[i].stream.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
+            .map(|&i| PollFd::new(clients[i].stream.as_fd(), PollFlags::POLLIN))
             .collect();
         let wait = next_send.saturating_duration_since(Instant::now());
-        let ms = wait.as_millis().clamp(1, 100) as libc::c_int;
-        // SAFETY: poll(2) reads and writes `fds`, which we own, and no more
-        // than its length.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
-        for (pollfd, &i) in fds.iter().zip(&open) {
-            if pollfd.revents == 0 {
-                continue;
-            }
+        let ms = wait.as_millis().clamp(1, 100) as u16;
+        match poll(&mut fds, ms) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(err) => panic!("poll: {err}"),
+        }
+        let ready: Vec<usize> = fds
+            .iter()
+            .zip(&open)
+            .filter(|(fd, _)| fd.revents().is_some_and(|got| !got.is_empty()))
+            .map(|(_, &i)| i)
+            .collect();
+        for i in ready {
             let client = &mut clients[i];
             let mut byte = [0u8; 1];
             let closed = match client.stream.read(&mut byte) {
@@ -351,14 +352,16 @@ fn a_stale_deadline_never_closes_a_newer_connection_on_the_same_fd() {
     );
 }
 
-/// A request completed just before its deadline is answered, and the
-/// deadline left behind closes nothing.
+/// A request completed halfway to its deadline is answered, and the
+/// deadline left behind closes nothing. (Halfway, not just before: a
+/// second of margin for a loaded machine, where 300 ms could be lost
+/// between the client's steps.)
 #[test]
 fn a_request_completed_in_time_is_answered() {
-    let (server, baseline) = example11("1");
+    let (server, baseline) = example11("2");
     let mut client = connect(server.addr());
     client.write_all(&GET[..8]).unwrap();
-    thread::sleep(Duration::from_millis(700));
+    thread::sleep(Duration::from_secs(1));
     assert_eq!(tests::exchange(&mut client, &GET[8..]).unwrap(), RESPONSE);
     server.assert_back_to(baseline);
 }
