@@ -672,6 +672,7 @@ struct Ring {
     in_flight: usize,
     trace: bool,
 }
+// ANCHOR_END: ring
 
 impl Ring {
     fn new(ring: IoUring, trace: bool) -> Ring {
@@ -683,6 +684,7 @@ impl Ring {
         }
     }
 
+    // ANCHOR: push
     /// Queues one operation, under `token`, for the next io_uring_enter.
     ///
     /// # Safety
@@ -702,7 +704,9 @@ impl Ring {
         }
         self.waiting.push_back(entry);
     }
+    // ANCHOR_END: push
 
+    // ANCHOR: enter
     /// io_uring_enter(2): submits everything queued and waits for one
     /// completion at least (or, while submissions still wait for room,
     /// only submits).
@@ -716,6 +720,9 @@ impl Ring {
             // The completion queue is full and the kernel keeps
             // completions aside: reap those posted, then submit again.
             Err(err) if err.raw_os_error() == Some(libc::EBUSY) => Ok(()),
+            // A completion was lost all the same (io_uring_enter(2):
+            // EBADR, the machine critically short of memory).
+            Err(err) if err.raw_os_error() == Some(libc::EBADR) => Err(lost(1)),
             Err(err) => Err(err),
         }
     }
@@ -748,7 +755,9 @@ impl Ring {
         }
         Ok(true)
     }
+    // ANCHOR_END: enter
 
+    // ANCHOR: reap
     /// Copies every completion the kernel has posted into `into`.
     fn reap(&mut self, into: &mut Vec<Completion>) -> io::Result<()> {
         let mut queue = self.ring.completion();
@@ -756,11 +765,7 @@ impl Ring {
         // them aside. Each was an operation that ended unseen: the server
         // cannot tell which connection is now stuck, and stops.
         if queue.overflow() > 0 {
-            return Err(io::Error::other(format!(
-                "the kernel dropped {} completions (out of memory): the server \
-                 cannot know which operations ended",
-                queue.overflow()
-            )));
+            return Err(lost(queue.overflow()));
         }
         for entry in &mut queue {
             let Some(token) = Token::from_user_data(entry.user_data()) else {
@@ -784,8 +789,18 @@ impl Ring {
         }
         Ok(())
     }
+    // ANCHOR_END: reap
 }
-// ANCHOR_END: ring
+
+/// The error that stops the server when the kernel has dropped completions:
+/// each was an operation that ended unseen, and the server cannot tell
+/// which connection now waits for ever.
+fn lost(completions: u32) -> io::Error {
+    io::Error::other(format!(
+        "the kernel dropped {completions} completion(s), short of memory: the server \
+         cannot know which operations ended"
+    ))
+}
 
 /// Prints a completion for `--trace`: `complete recv 3/1: 79`, or
 /// `complete recv 3/1: -104 ECONNRESET`, with `, more` when the operation
@@ -869,7 +884,10 @@ mod tests {
             received(&mut new_connection(), -libc::ECONNRESET, true),
             Op::Close
         );
-        assert_eq!(received(&mut new_connection(), -libc::EAGAIN, true), Op::Recv);
+        assert_eq!(
+            received(&mut new_connection(), -libc::EAGAIN, true),
+            Op::Recv
+        );
     }
 
     /// A send completion for fewer bytes than asked sends the rest next.

@@ -5,7 +5,7 @@
 //! kernel.io_uring_disabled (Linux 6.6), a seccomp filter (Docker's
 //! default profile refuses io_uring since 2023), or a security module.
 //! So the server reads what it can of its situation (the sysctl, its own
-//! seccomp mode, the kernel's version, its locked-memory limit) and names
+//! seccomp mode, the kernel's release, its locked-memory limit) and names
 //! the likely cause, with what to do about it.
 
 use std::fs;
@@ -123,14 +123,6 @@ impl Facts {
                 .map(|bytes| bytes / 1024),
         }
     }
-
-    /// The kernel's major and minor version, from its release.
-    fn version(&self) -> Option<(u32, u32)> {
-        let mut parts = self.release.split(['.', '-']);
-        let major = parts.next()?.parse().ok()?;
-        let minor = parts.next()?.parse().ok()?;
-        Some((major, minor))
-    }
 }
 
 /// The first word after `label` on the line of `text` that begins with it.
@@ -184,20 +176,23 @@ fn explanation(errno: i32, facts: &Facts, ring_kib: u64) -> String {
                 None => format!("Linux {linux} has no kernel.io_uring_disabled"),
             }
         ),
-        libc::ENOMEM if facts.version().is_some_and(|v| v < (5, 12)) => format!(
-            "Linux {linux} charges the ring's {ring_kib} KiB to the locked-memory limit \
-             (RLIMIT_MEMLOCK), which is {} here (ENOMEM). Raise it (`ulimit -l {}`, or \
-             LimitMEMLOCK= for a systemd service), or run Linux 5.12 or later, which \
-             charges the ring to the memory cgroup instead",
-            match facts.memlock_kib {
-                Some(kib) => format!("{kib} KiB"),
-                None => "unlimited".to_owned(),
-            },
+        libc::ENOMEM if facts.memlock_kib.is_some_and(|kib| kib < ring_kib) => format!(
+            "the ring takes {ring_kib} KiB of locked memory, more than the limit on it \
+             (RLIMIT_MEMLOCK, `ulimit -l`), {} KiB here (ENOMEM): kernels before 5.12, \
+             and some later ones (this is Linux {linux}), charge the ring to that \
+             limit. Raise it: `ulimit -l {}`, or LimitMEMLOCK= for a systemd service",
+            facts.memlock_kib.unwrap_or_default(),
             ring_kib.next_power_of_two()
         ),
-        libc::ENOMEM => {
-            format!("the kernel has no memory for a ring of {ring_kib} KiB (ENOMEM, Linux {linux})")
-        }
+        libc::ENOMEM => format!(
+            "the kernel found no memory for a ring of {ring_kib} KiB (ENOMEM, Linux \
+             {linux}); or, where the ring is charged to the locked-memory limit \
+             (`ulimit -l`, {}), this user's other processes have used it up",
+            match facts.memlock_kib {
+                Some(kib) => format!("{kib} KiB here"),
+                None => "unlimited here".to_owned(),
+            }
+        ),
         libc::EINVAL => format!(
             "Linux {linux} refused the ring's parameters (EINVAL): this server asks for \
              a completion queue larger than its submission queue \
@@ -219,6 +214,13 @@ mod tests {
             group: Some(-1),
             seccomp: Some(seccomp),
             memlock_kib: Some(64),
+        }
+    }
+
+    fn memlock(kib: u64) -> Facts {
+        Facts {
+            memlock_kib: Some(kib),
+            ..facts(Some(0), 0, "6.18.0")
         }
     }
 
@@ -244,12 +246,8 @@ mod tests {
             (libc::EPERM, facts(None, 0, "5.15.0"), "security module"),
             (libc::ENOSYS, facts(None, 0, "4.19.0"), "older than 5.1"),
             (libc::ENOSYS, facts(None, 2, "6.1.0"), "Seccomp: 2"),
-            (
-                libc::ENOMEM,
-                facts(None, 0, "5.10.0-28-amd64"),
-                "ulimit -l 1024",
-            ),
-            (libc::ENOMEM, facts(Some(0), 0, "6.18.0"), "no memory"),
+            (libc::ENOMEM, memlock(64), "ulimit -l 1024"),
+            (libc::ENOMEM, memlock(8192), "found no memory"),
             (libc::EINVAL, facts(None, 0, "5.4.0"), "IORING_SETUP_CQSIZE"),
         ];
         for (errno, facts, expected) in cases {
@@ -264,9 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn versions_and_limits_are_read() {
-        let facts = facts(None, 0, "5.10.0-28-amd64");
-        assert_eq!(facts.version(), Some((5, 10)));
+    fn limits_are_read() {
         let limits = "Max locked memory         8388608              8388608              bytes";
         assert_eq!(field(limits, "Max locked memory"), Some("8388608"));
         assert_eq!(field("Seccomp:\t2\n", "Seccomp:"), Some("2"));
