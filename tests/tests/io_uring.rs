@@ -323,5 +323,7 @@ fn a_refused_ring_is_explained() {
             "errno {errno}: no `{cause}` in: {stderr}"
         );
         assert!(!stdout.contains("listening on"), "errno {errno}: {stdout}");
+        // `-- --nocapture` shows what the server says.
+        eprintln!("{stderr}");
     }
 }
