@@ -38,3 +38,4 @@ pair example04_epoll_edge example11_timeouts
 pair example04_epoll_edge example12_chat
 pair example04_epoll_edge example14_mio
 pair example04_epoll_edge example15_tokio
+pair example04_epoll_edge example16_io_uring
