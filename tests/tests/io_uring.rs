@@ -290,6 +290,20 @@ fn a_stop_cancels_every_operation_and_waits_for_it() {
     );
 }
 
+/// `--help` says what `--trace` prints here (submissions and completions,
+/// not epoll events), and offers the single-shot fallback.
+#[test]
+fn help_says_what_trace_prints_and_offers_the_fallback() {
+    let help = tests::command_line::assert_help_mentions(
+        NAME,
+        &["--trace", "--no-multishot", "user_data", "5.19"],
+    );
+    assert!(
+        help.contains("submission") && help.contains("completion"),
+        "{help}"
+    );
+}
+
 /// Where the kernel refuses io_uring, the server says why and what to do,
 /// and exits with status 1 before it listens. A seccomp filter, as a
 /// container's profile would, makes io_uring_setup(2) fail with each errno
