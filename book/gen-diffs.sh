@@ -39,3 +39,4 @@ pair example04_epoll_edge example12_chat
 pair example04_epoll_edge example13_many_cores
 pair example04_epoll_edge example14_mio
 pair example04_epoll_edge example15_tokio
+pair example04_epoll_edge example16_io_uring

@@ -89,6 +89,13 @@ if has example15_tokio; then
         "example15_tokio_mt example15_tokio --runtime multi-thread")
     build+=(-p example15_tokio)
 fi
+if has example16_io_uring; then
+    # io_uring: one multishot accept for every client, and the single-shot
+    # fallback of kernels before 5.19 (one accept submission per client).
+    SERVERS+=("example16_io_uring example16_io_uring"
+        "example16_io_uring_single example16_io_uring --no-multishot")
+    build+=(-p example16_io_uring)
+fi
 ONLY=${ONLY:-}
 wanted() { [[ -z $ONLY || " $ONLY " == *" $1 "* ]]; }
 if [[ -n $ONLY ]]; then

@@ -17,6 +17,7 @@
 //! | [`raw`] | a server on raw pipes, unread or read as bytes; a child killed when dropped |
 //! | [`targets`] | the table of servers that every-server tests run over |
 //! | [`tools`] | outside programs a test needs: skip, or fail under CI; temporary directories |
+//! | [`uring`] | whether the kernel lets us use io_uring; a seccomp filter that makes it refuse |
 //! | [`wait`] | bounded polling, for what has no readiness signal |
 
 pub mod balance;
@@ -32,6 +33,7 @@ pub mod raw;
 pub mod server;
 pub mod targets;
 pub mod tools;
+pub mod uring;
 pub mod wait;
 
 pub use binaries::binary;

@@ -289,6 +289,40 @@ pub fn epoll_interest(pid: u32) -> Vec<(i32, u32)> {
     interest
 }
 
+/// The operations waiting in the kernel for process `pid`'s io_uring
+/// instances, by opcode: the `PollList` of /proc/PID/fdinfo/RING_FD,
+/// where each submission that could not complete at once (a recv with no
+/// bytes yet, an accept with no client, a poll) waits for its file to
+/// become ready, one line `op=27, task_works=0` each. Opcodes are
+/// io_uring's (include/uapi/linux/io_uring.h): 6 IORING_OP_POLL_ADD, 13
+/// IORING_OP_ACCEPT, 27 IORING_OP_RECV. Empty for a process without
+/// io_uring.
+pub fn uring_waiting(pid: u32) -> Vec<u32> {
+    let mut ops = Vec::new();
+    for (fd, target) in fds(pid) {
+        if !matches!(&target, FDTarget::AnonInode(kind) if kind == "[io_uring]") {
+            continue;
+        }
+        // The fd may have been closed since the listing: skipped.
+        let Ok(info) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
+            continue;
+        };
+        let list = info
+            .lines()
+            .skip_while(|line| !line.starts_with("PollList:"))
+            .skip(1)
+            .take_while(|line| line.starts_with(' '));
+        for line in list {
+            let op = line
+                .trim()
+                .strip_prefix("op=")
+                .and_then(|rest| rest.split(',').next().and_then(|op| op.parse::<u32>().ok()));
+            ops.extend(op);
+        }
+    }
+    ops
+}
+
 /// How many TCP connections (sockets in any state but LISTEN) process `pid`
 /// holds open, from its fds' socket inodes and /proc/net/tcp{,6}.
 pub fn tcp_connections(pid: u32) -> usize {

@@ -199,10 +199,11 @@ impl Server {
         assert!(
             back,
             "{}: holds {now:?} after its clients left, {baseline:?} before\n\
-             fds: {:?}\nepoll interest (fd, events): {:?}",
+             fds: {:?}\nepoll interest (fd, events): {:?}\nio_uring operations waiting: {:?}",
             self.name,
             process::fd_targets(self.pid()),
             process::epoll_interest(self.pid()),
+            process::uring_waiting(self.pid()),
         );
     }
 
@@ -226,6 +227,10 @@ pub struct Holdings {
     /// Entries in its epoll instances' interest lists (/proc/PID/fdinfo):
     /// one per connection in an epoll server's map.
     pub interest: usize,
+    /// Operations waiting in its io_uring instances' poll lists
+    /// (/proc/PID/fdinfo): one per connection with a recv in flight, in
+    /// an io_uring server; none in the others.
+    pub uring_waiting: usize,
     /// Open TCP connections (/proc/net/tcp).
     pub connections: usize,
     /// Threads (/proc/PID/status): one per connection in a server that
@@ -240,6 +245,7 @@ impl Holdings {
         Holdings {
             fds: process::fd_count(pid),
             interest: process::epoll_interest(pid).len(),
+            uring_waiting: process::uring_waiting(pid).len(),
             connections: process::tcp_connections(pid),
             threads: process::threads(pid),
         }

@@ -38,6 +38,10 @@ pub enum Model {
     /// Many at once, a fixed number of worker threads, each with its own
     /// epoll instance (example 13).
     EpollWorkers,
+    /// Many at once, one thread, io_uring: the operations themselves are
+    /// submitted to the kernel, and the loop handles their completions
+    /// (example 16). No epoll instance, so no interest entries.
+    Completion,
 }
 
 /// One server under test.
@@ -168,6 +172,22 @@ pub const EXAMPLE15_MULTI_THREAD: Target = Target {
         Model::WorkerPool,
     )
 };
+/// Example 16, with one multishot accept for every client.
+pub const EXAMPLE16: Target = tutorial(
+    "example16_io_uring",
+    "example16_io_uring",
+    Model::Completion,
+);
+/// Example 16 with a single-shot accept per client, as on kernels before
+/// 5.19: the fallback, forced, so that every test runs it too.
+pub const EXAMPLE16_SINGLE_SHOT: Target = Target {
+    args: &["--no-multishot"],
+    ..tutorial(
+        "example16_io_uring --no-multishot",
+        "example16_io_uring",
+        Model::Completion,
+    )
+};
 
 /// Every server that answers request after request (all but example 1,
 /// which answers one and exits; examples 0 and 9 are not HTTP servers).
@@ -187,6 +207,8 @@ pub const SERVERS: &[Target] = &[
     EXAMPLE14,
     EXAMPLE15,
     EXAMPLE15_MULTI_THREAD,
+    EXAMPLE16,
+    EXAMPLE16_SINGLE_SHOT,
 ];
 
 /// Servers that speak no HTTP but take the shared options (`--addr`,

@@ -30,7 +30,7 @@ use tests::client::{PATIENCE, send_then_read_answer};
 use tests::targets::{
     EXAMPLE01, EXAMPLE02, EXAMPLE03, EXAMPLE04, EXAMPLE05, EXAMPLE06, EXAMPLE07, EXAMPLE08_POLL,
     EXAMPLE08_SELECT, EXAMPLE10, EXAMPLE11, EXAMPLE13, EXAMPLE13_EXCLUSIVE, EXAMPLE14, EXAMPLE15,
-    EXAMPLE15_MULTI_THREAD, SERVERS, Target,
+    EXAMPLE15_MULTI_THREAD, EXAMPLE16, EXAMPLE16_SINGLE_SHOT, SERVERS, Target,
 };
 use tests::{Server, connect, request, wait_until};
 
@@ -99,6 +99,8 @@ fn line_then(target: &Target, rest: &[u8]) -> Vec<u8> {
 #[case::example14_mio(&EXAMPLE14)]
 #[case::example15_tokio(&EXAMPLE15)]
 #[case::example15_multi_thread(&EXAMPLE15_MULTI_THREAD)]
+#[case::example16_io_uring(&EXAMPLE16)]
+#[case::example16_single_shot(&EXAMPLE16_SINGLE_SHOT)]
 fn every_server_that_lives_on(#[case] target: &Target) {}
 
 /// The servers whose lesson tests do not already show that a silent client
@@ -115,6 +117,8 @@ fn every_server_that_lives_on(#[case] target: &Target) {}
 #[case::example14_mio(&EXAMPLE14)]
 #[case::example15_tokio(&EXAMPLE15)]
 #[case::example15_multi_thread(&EXAMPLE15_MULTI_THREAD)]
+#[case::example16_io_uring(&EXAMPLE16)]
+#[case::example16_single_shot(&EXAMPLE16_SINGLE_SHOT)]
 fn servers_without_a_silent_client_lesson(#[case] target: &Target) {}
 
 // ---------------------------------------------------------------------------

@@ -683,3 +683,56 @@ fn exercise_16_request_timeout() {
         assert_eq!(response, RESPONSE, "{runtime}: the slow client");
     }
 }
+
+/// Exercise 17: example16_io_uring accepts its clients as direct
+/// descriptors, slots of the ring's own table of files, instead of fds of
+/// the process: 20 silent clients add no fd, each still has a recv waiting
+/// in the kernel, and every client is answered, on both accept paths.
+#[test]
+#[ignore = "exercise checker: run with --ignored"]
+fn exercise_17_direct_descriptors() {
+    if !tests::uring::available_or_skip("exercise_17_direct_descriptors") {
+        return;
+    }
+    const RECV: u32 = 27; // IORING_OP_RECV
+    for accept in [&[][..], &["--no-multishot"]] {
+        let accept = &[&["--quiet"], accept].concat();
+        let mut server = Server::start("example16_io_uring", accept);
+        let pid = server.pid();
+        assert_eq!(request(server.addr(), GET), RESPONSE, "{accept:?}");
+        let fds = server.fd_count();
+        let silent: Vec<_> = (0..20).map(|_| connect(server.addr())).collect();
+        let recvs = || {
+            tests::process::uring_waiting(pid)
+                .iter()
+                .filter(|&&op| op == RECV)
+                .count()
+        };
+        assert!(
+            tests::wait_until(PATIENCE, || recvs() == 20),
+            "{accept:?}: {} recvs wait for 20 silent clients",
+            recvs()
+        );
+        assert_eq!(
+            server.fd_count(),
+            fds,
+            "{accept:?}: 20 clients are 20 more fds: {:?}",
+            tests::process::fd_targets(pid)
+        );
+        // Served meanwhile: a request, and a 6 KiB one (six recvs).
+        assert_eq!(request(server.addr(), GET), RESPONSE, "{accept:?}");
+        let mut long = b"GET / HTTP/1.0\r\nX-Filler: ".to_vec();
+        long.resize(6 * 1024 - 4, b'x');
+        long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(request(server.addr(), &long), RESPONSE, "{accept:?}");
+        drop(silent);
+        assert!(
+            tests::wait_until(PATIENCE, || recvs() == 0),
+            "{accept:?}: recvs still wait after the clients left"
+        );
+        assert_eq!(request(server.addr(), GET), RESPONSE, "{accept:?}");
+        server.signal(libc::SIGTERM);
+        let status = server.wait_exit(PATIENCE).expect("SIGTERM stops it");
+        assert_eq!(status.code(), Some(0), "{accept:?}: {status}");
+    }
+}
