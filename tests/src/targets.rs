@@ -216,22 +216,35 @@ pub const SERVERS: &[Target] = &[
 /// them too. Each has its own fault file (the chat: chat_faults.rs).
 pub const NOT_HTTP: &[&str] = &["example12_chat"];
 
-/// Every HTTP server: example 1 and [`SERVERS`].
-pub fn every_server() -> impl Iterator<Item = &'static Target> {
-    std::iter::once(&EXAMPLE01).chain(SERVERS)
+/// The servers of [`SERVERS`] that this machine can run; each of the
+/// others is skipped with a banner that says why (see
+/// [`Target::runs_here`]).
+pub fn servers() -> impl Iterator<Item = &'static Target> {
+    SERVERS.iter().filter(|target| target.runs_here())
 }
 
-/// The servers that serve clients concurrently: all of [`SERVERS`] but
+/// Every HTTP server that this machine can run: example 1 and
+/// [`servers`].
+pub fn every_server() -> impl Iterator<Item = &'static Target> {
+    std::iter::once(&EXAMPLE01).chain(servers())
+}
+
+/// The servers that serve clients concurrently: all of [`servers`] but
 /// example 2.
 pub fn concurrent() -> impl Iterator<Item = &'static Target> {
-    SERVERS.iter().filter(|target| target.is_concurrent())
+    servers().filter(|target| target.is_concurrent())
 }
 
-/// The binaries of [`every_server`], each once (in name order: a binary
-/// with several targets, such as example 8's two pollers, need not have
-/// them next to each other in the table).
+/// The binaries of example 1 and [`SERVERS`], each once (in name order: a
+/// binary with several targets, such as example 8's two pollers, need not
+/// have them next to each other in the table). All of them, those this
+/// machine cannot run too: each reads its command line before it asks the
+/// kernel for anything.
 pub fn binaries() -> Vec<&'static str> {
-    let mut binaries: Vec<&str> = every_server().map(|target| target.binary).collect();
+    let mut binaries: Vec<&str> = std::iter::once(&EXAMPLE01)
+        .chain(SERVERS)
+        .map(|target| target.binary)
+        .collect();
     binaries.sort_unstable();
     binaries.dedup();
     binaries
@@ -240,6 +253,20 @@ pub fn binaries() -> Vec<&'static str> {
 impl Target {
     pub fn is_concurrent(&self) -> bool {
         self.model != Model::OneAtATime
+    }
+
+    /// True when this machine can run the server. Only io_uring (example
+    /// 16) can be refused by a kernel on which everything else works (a
+    /// container's seccomp profile, `kernel.io_uring_disabled`): then this
+    /// prints a banner saying which test skips the server, and why, and
+    /// returns false. Never a silent skip.
+    pub fn runs_here(&self) -> bool {
+        if self.model != Model::Completion {
+            return true;
+        }
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("this test");
+        crate::uring::available_or_skip(&format!("{test}, on {}", self.name))
     }
 
     /// Its arguments followed by `extra`.

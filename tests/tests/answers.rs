@@ -135,6 +135,9 @@ fn assert_answers_to(target: &Target, bytes: &[u8]) {
 #[apply(every_server_that_lives_on)]
 #[case::example01_blocking(&EXAMPLE01)]
 fn exact_response(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     assert_answers_to(target, target.request);
 }
 
@@ -143,6 +146,9 @@ fn exact_response(#[case] target: &Target) {
 #[apply(every_server_that_lives_on)]
 #[case::example01_blocking(&EXAMPLE01)]
 fn ends_with_lf_lf(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     assert_answers_to(target, &line_then(target, b"\n\n"));
 }
 
@@ -150,6 +156,9 @@ fn ends_with_lf_lf(#[case] target: &Target) {
 #[apply(every_server_that_lives_on)]
 #[case::example01_blocking(&EXAMPLE01)]
 fn ends_with_crlf_crlf(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     assert_answers_to(target, &line_then(target, b"\r\n\r\n"));
 }
 
@@ -158,6 +167,9 @@ fn ends_with_crlf_crlf(#[case] target: &Target) {
 #[apply(every_server_that_lives_on)]
 #[case::example01_blocking(&EXAMPLE01)]
 fn one_byte_at_a_time(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     let server = quiet(target);
     let mut stream = connect(server.addr());
     // TCP_NODELAY, so each one-byte write leaves as its own segment and the
@@ -174,6 +186,9 @@ fn one_byte_at_a_time(#[case] target: &Target) {
 #[apply(every_server_that_lives_on)]
 #[case::example01_blocking(&EXAMPLE01)]
 fn six_kib_request(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     // A request line, one long header, the end: 6 KiB in all.
     let mut bytes = line_then(target, b"\r\nX-Filler: ");
     bytes.resize(6 * 1024 - 4, b'x');
@@ -186,6 +201,9 @@ fn six_kib_request(#[case] target: &Target) {
 #[apply(every_server_that_lives_on)]
 #[case::example01_blocking(&EXAMPLE01)]
 fn complete_request_then_close(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     // The client sends its request and shuts its side at once: the FIN
     // arrives with the request, and a read after the request sees 0 bytes.
     // The request is complete, so it must still be answered.
@@ -201,6 +219,9 @@ fn complete_request_then_close(#[case] target: &Target) {
 #[apply(every_server_that_lives_on)]
 #[case::example01_blocking(&EXAMPLE01)]
 fn binary_garbage_is_answered_and_printed_lossily(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     // Bytes that are not UTF-8 (the Python's `decode()` raises on them),
     // NULs included, ended like a request: answered, and printed with
     // U+FFFD in place of what is not text.
@@ -227,6 +248,9 @@ fn binary_garbage_is_answered_and_printed_lossily(#[case] target: &Target) {
 #[apply(every_server_that_lives_on)]
 #[case::example01_blocking(&EXAMPLE01)]
 fn prints_each_request(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     let server = target.start(&[]);
     assert_response(target, &request(server.addr(), target.request));
     let line = String::from_utf8_lossy(request_line(target));
@@ -241,6 +265,9 @@ fn prints_each_request(#[case] target: &Target) {
 /// being served.
 #[apply(every_server_that_lives_on)]
 fn garbage_then_a_request(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     // A client sends bytes that never end a request and leaves; the next
     // client is served as if nothing happened.
     let server = quiet(target);
@@ -255,6 +282,9 @@ fn garbage_then_a_request(#[case] target: &Target) {
 /// serves the next client.
 #[apply(every_server_that_lives_on)]
 fn oversized_request_is_refused(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     let server = quiet(target);
     assert_refused_as_oversized(&server);
     assert_response(target, &request(server.addr(), target.request));
@@ -276,6 +306,9 @@ fn assert_refused_as_oversized(server: &Server) {
 /// A hundred clients at once each get the exact response.
 #[apply(every_server_that_lives_on)]
 fn hundred_concurrent_clients(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     let server = quiet(target);
     let (addr, bytes) = (server.addr(), target.request);
     let clients: Vec<_> = (0..100)
@@ -305,6 +338,9 @@ fn oversized_request_is_refused_and_exits(#[case] target: &Target) {
 /// example 7, with its thread count, in `threads.rs`.)
 #[apply(servers_without_a_silent_client_lesson)]
 fn a_silent_client_does_not_stall_the_others(#[case] target: &Target) {
+    if !target.runs_here() {
+        return;
+    }
     let server = quiet(target);
     let _silent = connect(server.addr());
     assert!(wait_until(PATIENCE, || server.connections() == 1));

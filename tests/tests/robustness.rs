@@ -18,7 +18,7 @@ use std::time::Duration;
 use tests::client::{PATIENCE, reset, send_then_read_answer};
 use tests::limits::{limit_nofile, raise_nofile, room_for_threads};
 use tests::process::{assert_not_spinning, fd_count, peak_rss_kib, state};
-use tests::targets::{Model, SERVERS, Target, UNAVAILABLE, concurrent};
+use tests::targets::{Model, Target, UNAVAILABLE, concurrent, servers};
 use tests::{connect, exchange, request, wait_until};
 
 /// The response bytes, readable in a failure message.
@@ -201,7 +201,7 @@ fn clients_that_close_right_after_sending() {
     // server's answer meets a closed socket: the client's kernel answers
     // it with RST, and the server's next write fails with EPIPE or
     // ECONNRESET. Rust ignores SIGPIPE, so that is an error, not a death.
-    for target in SERVERS {
+    for target in servers() {
         let (server, baseline) = target.settled(&[]);
         for _ in 0..200 {
             connect(server.addr()).write_all(target.request).unwrap();
@@ -214,7 +214,7 @@ fn clients_that_close_right_after_sending() {
 /// answer leave nothing behind.
 #[test]
 fn clients_that_reset_mid_response() {
-    for target in SERVERS {
+    for target in servers() {
         let (server, baseline) = target.settled(&[]);
         for _ in 0..100 {
             let mut stream = connect(server.addr());
@@ -236,7 +236,7 @@ fn a_half_closed_client_still_gets_its_response() {
     // shutdown(SHUT_WR) after the request: the server reads the request,
     // then end of stream. The request is complete, so it must answer, not
     // take the end of stream for a client that left.
-    for target in SERVERS {
+    for target in servers() {
         let (server, baseline) = target.settled(&[]);
         for _ in 0..20 {
             let mut stream = connect(server.addr());
@@ -258,7 +258,7 @@ fn a_half_closed_client_still_gets_its_response() {
 fn a_slow_reader_does_not_hold_up_others() {
     // The slow client asks and then reads nothing until 20 others have been
     // served, and then takes its answer a byte at a time.
-    for target in SERVERS {
+    for target in servers() {
         let (server, baseline) = target.settled(&[]);
         let mut slow = connect(server.addr());
         slow.write_all(target.request).unwrap();
@@ -291,7 +291,7 @@ fn requests_without_an_end_keep_memory_bounded() {
     // A server that kept it all would grow by 50 MiB; the cap is 32 KiB a
     // connection. VmHWM is the peak resident memory the kernel has seen.
     const CLIENTS: usize = 50;
-    for target in SERVERS {
+    for target in servers() {
         let name = target.name;
         let (server, baseline) = target.settled(&[]);
         let peak_before = peak_rss_kib(server.pid());
@@ -339,7 +339,7 @@ fn binary_garbage_is_answered_and_the_server_lives() {
     garbage.extend_from_slice(b"\xc3\x28\xed\xa0\x80\xff\xfe\x00");
     let mut ended = garbage.clone();
     ended.extend_from_slice(b"\r\n\r\n");
-    for target in SERVERS {
+    for target in servers() {
         let name = target.name;
         let (server, baseline) = target.settled(&[]);
         // Ended by a blank line, it is a request, of a sort: answered.
@@ -374,7 +374,7 @@ fn out_of_file_descriptors_neither_kills_nor_spins() {
     // fds: accept(2) fails with EMFILE while more clients wait in the
     // queue. The server must not die, must not retry in a busy loop, and
     // must take the waiting clients once fds are free again.
-    for target in SERVERS {
+    for target in servers() {
         let name = target.name;
         let (mut server, baseline) = target.settled_with(&[], |command| limit_nofile(command, 64));
         let mut clients: Vec<TcpStream> = (0..100).map(|_| connect(server.addr())).collect();
@@ -428,7 +428,7 @@ fn stopped_and_continued_servers_carry_on() {
     // poll(2) and select(2) fail with EINTR even though no handler ran.
     // nix reports that as an error; a server that treated it as fatal
     // would exit here.
-    for target in SERVERS {
+    for target in servers() {
         let name = target.name;
         let (mut server, baseline) = target.settled(&[]);
         server.signal(libc::SIGSTOP);
