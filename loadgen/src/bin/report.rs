@@ -171,7 +171,7 @@ fn is_side_by_side(row: &Row) -> bool {
     row.client == "loadgen" && !is_backlog(row) && !row.label.starts_with("ab comparison")
 }
 
-fn tables(machine: &[String], rows: &[Row]) -> String {
+fn tables(machine: &[String], runs: &[Report], rows: &[Row]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -204,6 +204,7 @@ fn tables(machine: &[String], rows: &[Row]) -> String {
             r.client_cpu
         );
     }
+    md.push_str(&against_reference(runs, "nginx"));
     let ab: Vec<&Row> = rows.iter().filter(|r| r.client == "ab").collect();
     if !ab.is_empty() {
         let _ = writeln!(
@@ -255,6 +256,70 @@ fn tables(machine: &[String], rows: &[Row]) -> String {
                 r.syn_retrans
             );
         }
+    }
+    md
+}
+
+/// Each server's figures divided by `reference`'s from the same round.
+///
+/// The servers take turns within a round, so a round's neighbours ran on
+/// the machine in the same state; the ratio of two of them cancels much
+/// of what moves from round to round (on a shared machine, several µs of
+/// CPU per request). Rounds are paired in the order they were run: the
+/// first round of a server with the reference's first with as many idle
+/// connections held. Empty when the reference is not in the run.
+fn against_reference(runs: &[Report], reference: &str) -> String {
+    let side_by_side = |run: &&Report| {
+        run.client == "loadgen"
+            && !run.label.starts_with("backlog")
+            && !run.label.starts_with("ab comparison")
+    };
+    let mut order: Vec<(String, usize)> = Vec::new();
+    let mut groups: BTreeMap<(String, usize), Vec<&Report>> = BTreeMap::new();
+    for run in runs.iter().filter(side_by_side) {
+        let key = (run.label.clone(), run.idle_held);
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(run);
+    }
+    let mut md = String::new();
+    for key in order.iter().filter(|key| key.0 != reference) {
+        let Some(base) = groups.get(&(reference.to_owned(), key.1)) else {
+            continue;
+        };
+        let pairs = || groups[key].iter().zip(base.iter());
+        let cpu: Vec<f64> = pairs()
+            .filter_map(|(run, base)| {
+                Some(run.server_cpu_us_per_request? / base.server_cpu_us_per_request?)
+            })
+            .collect();
+        let rps: Vec<f64> = pairs()
+            .map(|(run, base)| run.requests_per_s / base.requests_per_s)
+            .collect();
+        let (Some(cpu), Some(rps)) = (Spread::of(cpu), Spread::of(rps)) else {
+            continue;
+        };
+        if md.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n**Against {reference}, round by round** (each figure divided by \
+                 {reference}'s in the same round with as many idle connections; the \
+                 median of the rounds, and the lowest and highest round)\n\n\
+                 | server | idle held | rounds | server CPU per request | requests/s |\n\
+                 | --- | ---: | ---: | ---: | ---: |"
+            );
+        }
+        let ratio = |s: Spread| format!("{:.2}× ({:.2}–{:.2})", s.median, s.min, s.max);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            key.0,
+            key.1,
+            groups[key].len().min(base.len()),
+            ratio(cpu),
+            ratio(rps)
+        );
     }
     md
 }
@@ -615,7 +680,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut written = vec![args.out.join("tables.md")];
-    std::fs::write(&written[0], tables(&machine, &rows))?;
+    std::fs::write(&written[0], tables(&machine, &runs, &rows))?;
     for (name, svg) in charts(&rows)? {
         let path = args.out.join(name);
         std::fs::write(&path, svg)?;
@@ -682,6 +747,28 @@ mod tests {
         );
         assert_eq!(rows[0].completed, 30);
         assert_eq!(Spread::of(Vec::new()), None);
+    }
+
+    /// Each server is divided by the reference's round of the same number:
+    /// its median ratio and the range of the rounds; the reference itself
+    /// gets no row, and a run without it no table.
+    #[test]
+    fn ratios_pair_the_rounds_with_the_reference() {
+        let runs = [
+            run("nginx", 100.0, 10.0),
+            run("a", 50.0, 8.0),
+            run("nginx", 200.0, 20.0),
+            run("a", 100.0, 10.0),
+            run("nginx", 100.0, 10.0),
+            run("a", 200.0, 6.0),
+        ];
+        let table = against_reference(&runs, "nginx");
+        assert!(
+            table.contains("| a | 0 | 3 | 0.60× (0.50–0.80) | 0.50× (0.50–2.00) |"),
+            "{table}"
+        );
+        assert!(!table.contains("| nginx |"), "{table}");
+        assert_eq!(against_reference(&runs[1..2], "nginx"), "");
     }
 
     /// A chart turns logarithmic when one value dwarfs the rest, and
