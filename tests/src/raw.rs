@@ -182,6 +182,10 @@ pub fn answer_unless_stuck(stream: &mut TcpStream, stdout: &OwnedFd) -> Option<V
         match stream.read(&mut buffer) {
             Ok(0) => return Some(answer),
             Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            // A read with a timeout (SO_RCVTIMEO) is not restarted after this
+            // process is stopped and continued, or frozen and thawed: EINTR
+            // (signal(7)). Nothing went wrong; read again.
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
             Err(err)
                 if matches!(
                     err.kind(),
