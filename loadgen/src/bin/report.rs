@@ -107,10 +107,15 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn summarise(runs: &[Report]) -> Vec<Row> {
-    // Keep the order in which measurements first appear.
-    let mut order: Vec<(String, String, usize)> = Vec::new();
-    let mut groups: BTreeMap<(String, String, usize), Vec<&Report>> = BTreeMap::new();
+/// Which measurement a run is a round of: its client, label and number
+/// of idle connections held.
+type Key = (String, String, usize);
+
+/// The runs grouped into measurements, each with its rounds in the order
+/// they ran; the measurements in the order they first appear.
+fn measurements(runs: &[Report]) -> Vec<(Key, Vec<&Report>)> {
+    let mut order: Vec<Key> = Vec::new();
+    let mut groups: BTreeMap<Key, Vec<&Report>> = BTreeMap::new();
     for run in runs {
         let key = (run.client.clone(), run.label.clone(), run.idle_held);
         if !groups.contains_key(&key) {
@@ -121,7 +126,17 @@ fn summarise(runs: &[Report]) -> Vec<Row> {
     order
         .into_iter()
         .map(|key| {
-            let rounds = &groups[&key];
+            let rounds = groups.remove(&key).expect("every key was grouped");
+            (key, rounds)
+        })
+        .collect()
+}
+
+fn summarise(runs: &[Report]) -> Vec<Row> {
+    measurements(runs)
+        .into_iter()
+        .map(|(key, rounds)| {
+            let rounds = &rounds;
             let figure =
                 |f: &dyn Fn(&Report) -> f64| -> Vec<f64> { rounds.iter().map(|r| f(r)).collect() };
             let spread = |f: &dyn Fn(&Report) -> f64| {
@@ -168,7 +183,13 @@ fn is_backlog(row: &Row) -> bool {
 /// Rows of the side-by-side comparison: not the backlog experiment, not
 /// the loadgen-against-ab rounds.
 fn is_side_by_side(row: &Row) -> bool {
-    row.client == "loadgen" && !is_backlog(row) && !row.label.starts_with("ab comparison")
+    side_by_side(&row.client, &row.label)
+}
+
+/// Whether a measurement by `client` labelled `label` is one of the
+/// side-by-side comparison's.
+fn side_by_side(client: &str, label: &str) -> bool {
+    client == "loadgen" && !label.starts_with("backlog") && !label.starts_with("ab comparison")
 }
 
 fn tables(machine: &[String], runs: &[Report], rows: &[Row]) -> String {
@@ -269,26 +290,19 @@ fn tables(machine: &[String], runs: &[Report], rows: &[Row]) -> String {
 /// first round of a server with the reference's first with as many idle
 /// connections held. Empty when the reference is not in the run.
 fn against_reference(runs: &[Report], reference: &str) -> String {
-    let side_by_side = |run: &&Report| {
-        run.client == "loadgen"
-            && !run.label.starts_with("backlog")
-            && !run.label.starts_with("ab comparison")
-    };
-    let mut order: Vec<(String, usize)> = Vec::new();
-    let mut groups: BTreeMap<(String, usize), Vec<&Report>> = BTreeMap::new();
-    for run in runs.iter().filter(side_by_side) {
-        let key = (run.label.clone(), run.idle_held);
-        if !groups.contains_key(&key) {
-            order.push(key.clone());
-        }
-        groups.entry(key).or_default().push(run);
-    }
+    let measured: Vec<(Key, Vec<&Report>)> = measurements(runs)
+        .into_iter()
+        .filter(|((client, label, _), _)| side_by_side(client, label))
+        .collect();
     let mut md = String::new();
-    for key in order.iter().filter(|key| key.0 != reference) {
-        let Some(base) = groups.get(&(reference.to_owned(), key.1)) else {
+    for ((_, label, idle), rounds) in measured.iter().filter(|(key, _)| key.1 != reference) {
+        let Some((_, base)) = measured
+            .iter()
+            .find(|((_, other, held), _)| other == reference && held == idle)
+        else {
             continue;
         };
-        let pairs = || groups[key].iter().zip(base.iter());
+        let pairs = || rounds.iter().zip(base.iter());
         let cpu: Vec<f64> = pairs()
             .filter_map(|(run, base)| {
                 Some(run.server_cpu_us_per_request? / base.server_cpu_us_per_request?)
@@ -314,9 +328,9 @@ fn against_reference(runs: &[Report], reference: &str) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} |",
-            key.0,
-            key.1,
-            groups[key].len().min(base.len()),
+            label,
+            idle,
+            rounds.len().min(base.len()),
             ratio(cpu),
             ratio(rps)
         );
